@@ -1,0 +1,173 @@
+"""Frozen-dataclass configuration: YAML fills it, ``--set a.b=v`` overrides last.
+
+Each stage declares its own frozen dataclass (a docstring per field). This module only knows how to
+fill one from a mapping, coercing every value by the field's declared type, so that PyYAML's
+``1e-3`` (read as a string) becomes a float, and an unknown key or a wrongly typed value raises
+:class:`~fewshot_cam.errors.UserError` naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, Mapping, TypeVar
+
+import yaml
+
+from fewshot_cam.errors import UserError
+
+T = TypeVar("T")
+
+
+def from_dict(cls: type[T], data: Mapping[str, Any] | None, where: str = "", path: str | Path | None = None) -> T:
+    """Build dataclass ``cls`` from ``data``; nested dataclass fields take nested mappings.
+
+    ``where`` is the dotted key prefix used in error messages; ``path`` the file the data came from.
+    """
+    data = {} if data is None else data
+    if not isinstance(data, Mapping):
+        raise UserError(f"config section '{where or '<root>'}' must be a mapping, got {data!r}", path)
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        key = f"{where}.{unknown[0]}" if where else unknown[0]
+        raise UserError(f"unknown config key '{key}' (valid keys here: {', '.join(sorted(fields))})", path)
+    kwargs = {}
+    for name, value in data.items():
+        key = f"{where}.{name}" if where else name
+        kwargs[name] = _coerce(hints[name], value, key, path)
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, key: str, path: str | Path | None) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, key, path)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(arg, value, key, path)
+            except UserError as err:
+                errors.append(str(err))
+        raise UserError(f"config key '{key}': {value!r} does not fit {tp}", path)
+    if origin is typing.Literal:
+        if value not in args:
+            raise UserError(f"config key '{key}': {value!r} is not one of {list(args)}", path)
+        return value
+    if origin in (tuple, list):
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise UserError(f"config key '{key}': expected a list, got {value!r}", path)
+        item = args[0] if args else Any
+        return tuple(_coerce(item, v, key, path) for v in value)
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+        raise UserError(f"config key '{key}': expected true or false, got {value!r}", path)
+    if tp in (int, float):
+        if isinstance(value, bool):
+            raise UserError(f"config key '{key}': expected {tp.__name__}, got {value!r}", path)
+        try:
+            number = float(value) if tp is float else value
+            if tp is int:
+                if isinstance(value, float) and value.is_integer():
+                    number = int(value)
+                elif isinstance(value, str):
+                    number = int(value)
+                elif not isinstance(value, int):
+                    raise ValueError
+            return number
+        except (TypeError, ValueError):
+            raise UserError(f"config key '{key}': expected {tp.__name__}, got {value!r}", path) from None
+    if tp is str:
+        if isinstance(value, (dict, list)):
+            raise UserError(f"config key '{key}': expected a string, got {value!r}", path)
+        return str(value)
+    return value
+
+
+def parse_overrides(overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Turn ``["optim.lr=0.1", "model.backbone=conv4"]`` into a nested dict (values parsed as YAML)."""
+    nested: dict[str, Any] = {}
+    for item in overrides:
+        if "=" not in item:
+            raise UserError(f"--set expects key=value, got '{item}'")
+        key, raw = item.split("=", 1)
+        value = yaml.safe_load(raw) if raw.strip() else ""
+        node = nested
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return nested
+
+
+def merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """Recursive dict merge; ``update`` wins."""
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping, raising UserError for a missing or malformed file."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError("config file not found", path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise UserError(f"not valid YAML ({str(err).splitlines()[0]})", path) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError("config file must hold a mapping at the top level", path)
+    return data
+
+
+def load_config(
+    cls: type[T],
+    path: str | Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    base: Mapping[str, Any] | None = None,
+) -> T:
+    """``base`` (e.g. values from CLI flags), then the YAML file, then ``--set`` overrides."""
+    data: dict[str, Any] = dict(base or {})
+    if path is not None:
+        data = merge(data, read_yaml(path))
+    data = merge(data, parse_overrides(list(overrides)))
+    return from_dict(cls, data, path=path)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """A plain, YAML-safe dict of a (nested) config dataclass; tuples become lists."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, (tuple, list)):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    return plain(dataclasses.asdict(cfg))
+
+
+def dump_yaml(cfg: Any, path: str | Path) -> None:
+    """Write the resolved config beside an output."""
+    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))

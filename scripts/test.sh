@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Run the test suite (setting up .venv first if needed). Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+exec .venv/bin/python -m pytest -q -n 2 "$@"
