@@ -31,8 +31,9 @@ if ! "$py" -c "import learn2learn" >/dev/null 2>&1; then
     src="$work/learn2learn-0.2.0"
     rm -rf "$src/.eggs"
     "$VENV/bin/cython" -3 "$src"/learn2learn/data/*.pyx
-    # --no-deps: its gsutil/qpth requirements serve downloads and MetaOptNet, which we never use.
-    "$py" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation "$src"
+    # Its gsutil and qpth requirements serve dataset downloads and MetaOptNet, which we never use.
+    sed -i "/'gsutil'/d; /'qpth/d" "$src/setup.py"
+    "${pip[@]}" --no-build-isolation "$src"
 fi
 "${pip[@]}" -e ".[test,learn2learn]"
 "$py" -c "import torch, torchvision, learn2learn, fewshot_cam" 2>/dev/null
