@@ -32,3 +32,40 @@ def l2l() -> ModuleType:
             raise UserError(f"learn2learn is not installed ({err}); run scripts/setup.sh") from None
         _L2L = learn2learn
     return _L2L
+
+
+def resnet12_backbone(wider: bool = True, dropblock_dropout: float = 0.0, dropblock_size: int = 5):
+    """learn2learn's ``ResNet12Backbone`` without pooling: its ``layer1``..``layer4`` give the spatial
+    map, its ``forward`` the flattened one, (B, 640 * 5 * 5) for 84 px. Used as the oracle for
+    ``fewshot_cam.models.resnet.ResNet12``, whose parameter names match, so state dicts transfer."""
+    return l2l().vision.models.ResNet12Backbone(
+        avg_pool=False, wider=wider, dropblock_dropout=dropblock_dropout, dropblock_size=dropblock_size
+    )
+
+
+_L2L_MODES = {"train": "train", "val": "validation", "validation": "validation", "test": "test"}
+
+
+def _l2l_root(root) -> str:
+    # learn2learn's readers create a missing root (and may try to download): check first.
+    path = os.path.abspath(os.path.expanduser(str(root)))
+    if not os.path.isdir(path):
+        raise UserError(f"dataset root '{path}' does not exist")
+    return path
+
+
+def l2l_mini_imagenet(root, mode: str):
+    """learn2learn's ``MiniImagenet`` reader of ``mini-imagenet-cache-{mode}.pkl`` (never downloads).
+
+    ``mode``: train, val (= validation) or test. Items are (float (3, 84, 84) in [0, 255], label),
+    labels numbered by the order of the pickle's ``class_dict`` keys. Oracle for our reader.
+    """
+    return l2l().vision.datasets.MiniImagenet(_l2l_root(root), mode=_L2L_MODES[mode], download=False)
+
+
+def l2l_tiered_imagenet(root, mode: str):
+    """learn2learn's ``TieredImagenet`` reader of ``root/tiered-imagenet/{split}_images_png.pkl``.
+
+    Items are (PIL image, ``label_specific`` id); never downloads. Oracle for our reader.
+    """
+    return l2l().vision.datasets.TieredImagenet(_l2l_root(root), mode=_L2L_MODES[mode], download=False)

@@ -5,11 +5,13 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Callable
 
 import torch.nn as nn
 
 from fewshot_cam.errors import UserError
+from fewshot_cam.models.resnet import ResNet12, ResNet18
 
 
 def conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
@@ -47,14 +49,38 @@ def tiny() -> nn.Module:
     return ConvNet(width=16, depth=2)
 
 
+def resnet12(drop_block: bool = False) -> nn.Module:
+    """ResNet-12, 64-160-320-640: (B, 3, 84, 84) -> (B, 640, 5, 5), ~12.4M parameters."""
+    return ResNet12(widths=(64, 160, 320, 640), drop_block=drop_block)
+
+
+def resnet12_tiny(drop_block: bool = False) -> nn.Module:
+    """ResNet-12 at widths 8-16-24-32, for tests: (B, 3, 32, 32) -> (B, 32, 2, 2)."""
+    return ResNet12(widths=(8, 16, 24, 32), drop_block=drop_block, block_size=2)
+
+
+def resnet18() -> nn.Module:
+    """torchvision ResNet-18 without avgpool/fc, random init: (B, 3, 84, 84) -> (B, 512, 3, 3)."""
+    return ResNet18()
+
+
 BACKBONES: dict[str, Callable[..., nn.Module]] = {
     "conv4": conv4,
     "tiny": tiny,
+    "resnet12": resnet12,
+    "resnet12-tiny": resnet12_tiny,
+    "resnet18": resnet18,
 }
 
 
 def build_backbone(name: str, **options) -> nn.Module:
-    """Construct backbone ``name`` from ``BACKBONES``."""
+    """Construct backbone ``name`` from ``BACKBONES``; an option it does not take raises UserError."""
     if name not in BACKBONES:
         raise UserError(f"unknown backbone '{name}' (valid: {', '.join(sorted(BACKBONES))})")
-    return BACKBONES[name](**options)
+    ctor = BACKBONES[name]
+    accepted = set(inspect.signature(ctor).parameters)
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        valid = ", ".join(sorted(accepted)) or "none"
+        raise UserError(f"backbone '{name}' does not take option '{unknown[0]}' (its options: {valid})")
+    return ctor(**options)
