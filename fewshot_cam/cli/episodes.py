@@ -1,0 +1,53 @@
+"""``fewshot-cam episodes {make,info}``: write a frozen evaluation-episode file, or print a file's header."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from fewshot_cam.cli.common import add_data_arguments
+from fewshot_cam.data.episodes import make_episodes, read_episode_header, save_episode_file
+from fewshot_cam.data.split import SPLITS
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="episodes_command", metavar="SUBCOMMAND", required=True)
+
+    make = sub.add_parser("make", help="sample N-way K-shot episodes of a split and save them (.json or .json.gz)")
+    add_data_arguments(make, required=True)
+    make.add_argument("--split", default="test", choices=SPLITS)
+    make.add_argument("--ways", type=int, default=5)
+    make.add_argument("--shots", type=int, default=1)
+    make.add_argument("--queries", type=int, default=15)
+    make.add_argument("--n", type=int, default=2000, help="number of episodes")
+    make.add_argument("--seed", type=int, default=0)
+    make.add_argument("--image-size", type=int, default=None,
+                      help="size to load images at (episodes do not depend on it; default: the loader's)")
+    make.add_argument("--out", required=True, type=Path, help="file to write (.json, or .json.gz to compress)")
+    make.set_defaults(_episodes_run=run_make)
+
+    info = sub.add_parser("info", help="print the header of an episode file")
+    info.add_argument("file", type=Path)
+    info.set_defaults(_episodes_run=run_info)
+
+
+def run(args: argparse.Namespace) -> int:
+    return args._episodes_run(args)
+
+
+def run_make(args: argparse.Namespace) -> int:
+    from fewshot_cam.data.datasets import load_split
+
+    size = {} if args.image_size is None else {"image_size": args.image_size}
+    split = load_split(args.dataset, args.root, args.split, **size)
+    episodes = make_episodes(split, args.ways, args.shots, args.queries, args.n, args.seed)
+    path = save_episode_file(episodes, split, args.out)
+    print(f"wrote {episodes.n} {args.ways}-way {args.shots}-shot {args.queries}-query episodes of "
+          f"{split.name} (fingerprint {episodes.fingerprint}) to {path}")
+    return 0
+
+
+def run_info(args: argparse.Namespace) -> int:
+    for key, value in read_episode_header(args.file).items():
+        print(f"{key}: {value}")
+    return 0

@@ -1,0 +1,182 @@
+"""The built-in benchmark ``synthetic``: procedurally drawn objects on textured backgrounds, no download.
+
+Each of the 100 classes is one combination of a colour family (8), a shape family (8) and a surface
+pattern (4), e.g. ``c017-blue-star-checker``; images vary in position, scale, rotation, aspect,
+a smooth warp, colour and lighting. Every image also has a background family (n_backgrounds of them:
+a texture type, noise / gradient / stripes / blobs, with its own colours and scale) and a ground-truth
+foreground mask.
+
+**Planted background shortcut.** In the ``train`` split, class ``c`` is drawn on its own background
+family ``class_background(c)`` with probability ``shortcut_rate`` (else on a uniformly random family),
+so a model can partly classify base classes from the background alone. In ``val`` and ``test`` the
+background family is drawn uniformly, independently of the class, so that shortcut does not transfer
+to novel classes. The expected agreement in train is ``rate + (1 - rate) / n_backgrounds``; in val/test
+it is ``1 / n_backgrounds``.
+
+Determinism: image ``i`` of class ``c`` depends only on (seed, split, c, i) and the config, through
+``np.random.default_rng([seed, split_id, class_id])``; the class table does not depend on the seed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from fewshot_cam.data import synthetic_draw as draw
+from fewshot_cam.data.split import SPLITS, Split
+from fewshot_cam.errors import UserError
+
+_CLASS_TABLE_SEED = 20210801  # fixed: class identities never change with SynthConfig.seed
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """Settings of the built-in benchmark."""
+
+    seed: int = 0
+    """Seeds every image (not the class table): same seed, identical arrays."""
+    image_size: int = 32
+    """Side of the square images in pixels; scenes are identical across sizes up to resolution."""
+    images_per_class: int = 60
+    """Images in each class of every split (60: 3840 train, 960 val, 1200 test images)."""
+    classes: tuple[int, int, int] = (64, 16, 20)
+    """Number of classes in train, val and test (disjoint; at most 256 in all)."""
+    shortcut_rate: float = 0.9
+    """In train, probability that an image of class c lies on c's own background family."""
+    n_backgrounds: int = 16
+    """Number of background families (texture type x colour x scale)."""
+
+
+@dataclass(frozen=True)
+class ClassSpec:
+    """One class: global id (also its name prefix) and the attributes that define its objects."""
+
+    id: int
+    colour: str
+    shape: str
+    pattern: str
+
+    @property
+    def name(self) -> str:
+        return f"c{self.id:03d}-{self.colour}-{self.shape}-{self.pattern}"
+
+
+@dataclass(frozen=True)
+class SynthArrays:
+    """A generated split with the hidden variables tests and analyses need.
+
+    images: (N, S, S, 3) uint8; masks: (N, S, S) bool; labels: (N,) int64 into ``classes``;
+    backgrounds: (N,) background family of each image; class_backgrounds: (C,) the family each
+    class is tied to in train (also defined, but unused, for val/test classes).
+    """
+
+    images: np.ndarray
+    masks: np.ndarray
+    labels: np.ndarray
+    backgrounds: np.ndarray
+    classes: tuple[ClassSpec, ...]
+    class_backgrounds: np.ndarray
+
+
+def class_table(cfg: SynthConfig) -> dict[str, tuple[ClassSpec, ...]]:
+    """Classes of each split: distinct (colour, shape, pattern) combinations, balanced, in a fixed shuffle."""
+    if min(cfg.classes) < 1 or sum(cfg.classes) > len(draw.COLOURS) * len(draw.SHAPES) * len(draw.PATTERNS):
+        raise UserError(f"synthetic classes {cfg.classes}: each split needs >= 1 and at most 256 in all")
+    colours, shapes, patterns = list(draw.COLOURS), list(draw.SHAPES), list(draw.PATTERNS)
+    k = np.arange(sum(cfg.classes))
+    # each run of 64 ids holds every (colour, shape) pair once; the pattern steps on every 64 ids, so
+    # all triples are distinct and each attribute is about equally common
+    combos = np.stack([k % 8, (k % 8 + (k // 8) % 8) % 8, (k // 64 + k) % 4], 1)
+    combos = combos[np.random.default_rng(_CLASS_TABLE_SEED).permutation(len(k))]
+    specs = [ClassSpec(i, colours[c], shapes[s], patterns[p]) for i, (c, s, p) in enumerate(combos)]
+    bounds = np.cumsum((0,) + tuple(cfg.classes))
+    return {name: tuple(specs[a:b]) for name, a, b in zip(SPLITS, bounds[:-1], bounds[1:])}
+
+
+def class_background(class_id: int, cfg: SynthConfig) -> int:
+    """The background family a train class is tied to (with probability ``shortcut_rate``)."""
+    return class_id % cfg.n_backgrounds
+
+
+def _check(split: str, cfg: SynthConfig) -> None:
+    if split not in SPLITS:
+        raise UserError(f"unknown split '{split}' (valid: {', '.join(SPLITS)})")
+    if cfg.image_size < 8 or cfg.images_per_class < 1 or cfg.n_backgrounds < 1:
+        raise UserError(f"synthetic config {cfg}: image_size >= 8, images_per_class >= 1, n_backgrounds >= 1")
+    if not 0.0 <= cfg.shortcut_rate <= 1.0:
+        raise UserError(f"synthetic shortcut_rate {cfg.shortcut_rate} is not in [0, 1]")
+
+
+def _draw_class(spec: ClassSpec, split: str, cfg: SynthConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Images (n, S, S, 3) uint8, masks (n, S, S) bool and background families (n,) of one class."""
+    n, size = cfg.images_per_class, cfg.image_size
+    rng = np.random.default_rng([cfg.seed, SPLITS.index(split), spec.id])
+    tied = rng.random(n) < cfg.shortcut_rate
+    families = rng.integers(cfg.n_backgrounds, size=n)
+    if split == "train":
+        families = np.where(tied, class_background(spec.id, cfg), families)
+    pose = draw.object_params(rng, n)
+    colours = draw.object_colours(rng, draw.COLOURS[spec.colour], n)
+    bg_params = draw.background_params(rng, n)
+    premult, coverage = draw.render_object(spec.shape, spec.pattern, pose, colours, size)
+    background = draw.render_backgrounds(families, cfg.n_backgrounds, bg_params, size)
+    image = premult + (1 - coverage[..., None]) * background
+    image += rng.normal(0, 0.03, image.shape)  # sensor noise, drawn last (its size depends on image_size)
+    image = (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
+    return image, coverage >= 0.5, families
+
+
+def generate_arrays(split: str, cfg: SynthConfig = SynthConfig()) -> SynthArrays:
+    """Draw every image of one split, with masks and the background family of each image."""
+    _check(split, cfg)
+    specs = class_table(cfg)[split]
+    parts = [_draw_class(spec, split, cfg) for spec in specs]
+    return SynthArrays(
+        images=np.concatenate([p[0] for p in parts]),
+        masks=np.concatenate([p[1] for p in parts]),
+        labels=np.repeat(np.arange(len(specs), dtype=np.int64), cfg.images_per_class),
+        backgrounds=np.concatenate([p[2] for p in parts]),
+        classes=specs,
+        class_backgrounds=np.array([class_background(s.id, cfg) for s in specs]),
+    )
+
+
+def generate_split(split: str, cfg: SynthConfig = SynthConfig()) -> Split:
+    """One split of the built-in benchmark as a :class:`Split` (masks filled)."""
+    a = generate_arrays(split, cfg)
+    return Split(
+        images=a.images, labels=a.labels, class_names=tuple(s.name for s in a.classes), masks=a.masks,
+        name=f"synthetic/{split}", source=f"built-in (seed {cfg.seed})",
+    )
+
+
+def load_synthetic(split: str, image_size: int, root: str | Path | None = None) -> Split:
+    """The default benchmark at ``image_size``; ``root`` is ignored (nothing is read or cached)."""
+    return generate_split(split, replace(SynthConfig(), image_size=image_size))
+
+
+def write_synthetic(out_dir: str | Path, cfg: SynthConfig = SynthConfig()) -> Path:
+    """Write the benchmark as image folders: ``out/{split}/<class>/<i:05d>.png``, masks (0/255) under
+    ``out/masks/{split}/<class>/<i:05d>.png``. Readable back with the ``imagefolder`` dataset."""
+    from PIL import Image
+    from tqdm import tqdm
+
+    out = Path(out_dir)
+    for split in SPLITS:
+        s = generate_split(split, cfg)
+        for c, idx in enumerate(tqdm(s.class_indices(), desc=f"write {split}", disable=None)):
+            folders = [out / split / s.class_names[c], out / "masks" / split / s.class_names[c]]
+            for folder in folders:
+                folder.mkdir(parents=True, exist_ok=True)
+            for i, j in enumerate(idx):
+                Image.fromarray(s.images[j]).save(folders[0] / f"{i:05d}.png")
+                Image.fromarray(s.masks[j].astype(np.uint8) * 255).save(folders[1] / f"{i:05d}.png")
+    return out
+
+
+__all__ = [
+    "SynthConfig", "ClassSpec", "SynthArrays", "class_table", "class_background",
+    "generate_arrays", "generate_split", "load_synthetic", "write_synthetic",
+]
