@@ -1,0 +1,116 @@
+"""One background-ablation run: checkpoint -> split -> episodes -> masks -> three conditions -> summary.
+
+Checkpoint, data and episode resolution are ``fewshot_cam.evaluation.run``'s (the same rules as
+``fewshot-cam eval``: the checkpoint's data by default, an episode file, seeded draws, or the shipped
+frozen file). Masks are the dataset's ground truth ("gt") or an attribution map of a mask model
+thresholded at ``mask_threshold`` ("cam", "gradcam", "gradcam++", "scorecam").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+import torch
+
+from fewshot_cam.analysis.ablation import CONDITIONS, FILLS, attribution_masks, compact, run_ablation, summarize
+from fewshot_cam.analysis.attribution import METHODS as ATTRIBUTIONS
+from fewshot_cam.data.datasets import load_split
+from fewshot_cam.data.split import Split
+from fewshot_cam.errors import UserError
+from fewshot_cam.evaluation.episodic import check_methods
+from fewshot_cam.evaluation.results import episodes_hash, markdown_table
+from fewshot_cam.evaluation.run import EvalRequest, choose_episodes, data_settings
+from fewshot_cam.models.checkpoint import load_model
+from fewshot_cam.models.features import model_device
+
+FORMAT = "fewshot-cam-ablation/1"
+MASK_SOURCES = ("gt", *ATTRIBUTIONS)
+OWN_CAM_WARNING = (
+    "masks come from the evaluated model's own {masks} maps (no --mask-model): a model's own CAM "
+    "biases its own ablation (it removes exactly what that model looks at); prefer another model's maps"
+)
+
+
+@dataclass(frozen=True)
+class AblationRequest:
+    """What to ablate: ``episodes`` says which checkpoint, data and episodes (as for ``eval``)."""
+
+    episodes: EvalRequest
+    masks: str = "gt"
+    mask_model: str | None = None
+    mask_threshold: float = 0.5
+    fill: str = "mean"
+    cam_batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        if self.masks not in MASK_SOURCES:
+            raise UserError(f"unknown mask source '{self.masks}' (valid: {', '.join(MASK_SOURCES)})")
+        if self.fill not in FILLS:
+            raise UserError(f"unknown fill '{self.fill}' (valid: {', '.join(FILLS)})")
+        if not 0.0 < self.mask_threshold < 1.0:
+            raise UserError(f"mask threshold must be in (0, 1), got {self.mask_threshold}")
+
+    @property
+    def own_cam(self) -> bool:
+        """True when the evaluated model's own maps decide what is foreground."""
+        return self.masks != "gt" and self.mask_model is None
+
+
+def foreground_masks(request: AblationRequest, split: Split, rows: np.ndarray, model, progress: bool) -> torch.Tensor:
+    """(U, H, W) bool foreground masks of the split images ``rows``: ground truth or a mask model's maps."""
+    if request.masks == "gt":
+        if split.masks is None:
+            raise UserError(f"--masks gt needs ground-truth masks, but {split.name} has none "
+                            f"(use --masks cam|gradcam|gradcam++|scorecam with --mask-model)", split.source or None)
+        return torch.from_numpy(split.masks[rows])
+    mask_model = model
+    if request.mask_model is not None:
+        mask_model = load_model(request.mask_model, map_location=model_device(model))[0]
+    images = split.images[rows]
+    return attribution_masks(mask_model, images, request.masks, request.mask_threshold, request.cam_batch_size, progress)
+
+
+def run_background_ablation(request: AblationRequest, device: torch.device, progress: bool = False) -> dict:
+    """Run the three conditions on the chosen episodes -> the JSON record: the settings, ``conditions``
+    (original/foreground/background -> [{method, mean, ci95, per_episode}]), ``differences`` and
+    ``reliance`` (see ``analysis.ablation.summarize``)."""
+    ev = request.episodes
+    methods = check_methods(ev.methods)
+    model, ckpt = load_model(ev.checkpoint, backbone=ev.backbone, map_location=device)
+    dataset, root, image_size = data_settings(ckpt, ev)
+    split = load_split(dataset, root, ev.split, image_size)
+    episodes = choose_episodes(split, ev)
+    rows, local = compact(episodes.indices)
+    masks = foreground_masks(request, split, rows, model, progress)
+    results = run_ablation(model, split.images[rows], masks, local, episodes.shots, methods, request.fill,
+                           ev.feature_batch_size, ev.seed, progress)
+    settings = {
+        "format": FORMAT, "ways": episodes.ways, "shots": episodes.shots, "queries": episodes.queries,
+        "n_episodes": episodes.n, "episode_file": None if episodes.path is None else str(episodes.path),
+        "seed": ev.seed, "fingerprint": episodes.fingerprint, "episodes_hash": episodes_hash(episodes.indices),
+        "checkpoint": str(ev.checkpoint), "dataset": dataset, "split": ev.split, "image_size": image_size,
+        "masks": request.masks, "mask_model": request.mask_model, "mask_threshold": request.mask_threshold,
+        "fill": request.fill, "foreground_fraction": float(masks.float().mean()),
+    }
+    return {**settings, **summarize(results, episodes.ways)}
+
+
+def format_ablation(records: Mapping[str, dict]) -> str:
+    """One table: a row per condition (and per paired difference, and the BRI), a column per model/method."""
+    labels = [(label, i, e["method"]) for label, r in records.items() for i, e in enumerate(r["conditions"]["original"])]
+    header = ["condition"] + [m if len(records) == 1 else f"{label} {m}" for label, _, m in labels]
+    rows = [[c] + [str_ci(records[label]["conditions"][c][i]) for label, i, _ in labels] for c in CONDITIONS]
+    for key in records[labels[0][0]]["differences"]:
+        rows.append([key] + [str_ci(records[label]["differences"][key][i], sign=True) for label, i, _ in labels])
+    bri = [records[label]["reliance"][m] for label, _, m in labels]
+    rows.append(["BRI"] + ["n/a" if v is None else f"{v:.3f}" for v in bri])
+    first = next(iter(records.values()))
+    head = (f"{first['ways']}-way {first['shots']}-shot {first['queries']}-query, {first['n_episodes']} episodes of "
+            f"{first['dataset']}/{first['split']}; masks {first['masks']}, fill {first['fill']}")
+    return head + "\n\n" + markdown_table(header, rows)
+
+
+def str_ci(entry: dict, sign: bool = False) -> str:
+    return f"{entry['mean']:{'+' if sign else ''}.2f} +- {entry['ci95']:.2f}"

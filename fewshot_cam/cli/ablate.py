@@ -1,0 +1,61 @@
+"""``fewshot-cam ablate``: few-shot accuracy on original, foreground-only and background-only images."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from fewshot_cam.analysis.ablation import FILLS
+from fewshot_cam.analysis.ablation_run import (
+    MASK_SOURCES,
+    OWN_CAM_WARNING,
+    AblationRequest,
+    format_ablation,
+    run_background_ablation,
+)
+from fewshot_cam.analysis.pictures import save_condition_bars, write_json
+from fewshot_cam.cli import eval as eval_cli
+from fewshot_cam.cli.common import pick_device
+from fewshot_cam.evaluation.episodic import check_methods
+from fewshot_cam.evaluation.run import EvalRequest
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    eval_cli.add_arguments(parser)  # checkpoint, setting, episodes, data, device, --json: as for eval
+    parser.set_defaults(methods="protonet")
+    parser.add_argument("--masks", default="gt", choices=MASK_SOURCES,
+                        help="foreground masks: the dataset's ground truth, or a mask model's attribution maps")
+    parser.add_argument("--mask-model", default=None,
+                        help="checkpoint whose maps give the masks (default: the evaluated model, with a warning)")
+    parser.add_argument("--mask-threshold", type=float, default=0.5, help="foreground = normalised map >= this")
+    parser.add_argument("--fill", default="mean", choices=FILLS,
+                        help="what replaces removed pixels: per-image mean colour, black, or a heavy blur")
+    parser.add_argument("--cam-batch-size", type=int, default=64, help="images (and Score-CAM masked copies) per pass")
+    parser.add_argument("--plot", default=None, help="write a bar chart (PNG) of the three conditions here")
+
+
+def request_from_args(args: argparse.Namespace) -> AblationRequest:
+    """The parsed flags as an :class:`AblationRequest` (also used by scripts/background_ablation.py)."""
+    return AblationRequest(
+        episodes=EvalRequest(
+            checkpoint=args.checkpoint, ways=args.ways, shots=args.shots, queries=args.queries,
+            episodes=args.episodes, seed=args.seed, episode_file=args.episode_file,
+            methods=tuple(check_methods(args.methods)), split=args.split, dataset=args.dataset, root=args.root,
+            image_size=args.image_size, backbone=args.backbone, batch_size=args.batch_size,
+        ),
+        masks=args.masks, mask_model=args.mask_model, mask_threshold=args.mask_threshold, fill=args.fill,
+        cam_batch_size=args.cam_batch_size,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    request = request_from_args(args)
+    if request.own_cam:
+        print(f"fewshot-cam: warning: {OWN_CAM_WARNING.format(masks=args.masks)}", file=sys.stderr)
+    record = run_background_ablation(request, pick_device(args.device), progress=sys.stderr.isatty())
+    print(format_ablation({args.checkpoint: record}))
+    if args.json:
+        print(f"wrote {write_json(args.json, record)}")
+    if args.plot:
+        print(f"wrote {save_condition_bars(args.plot, {args.checkpoint: record}, 100.0 / record['ways'])}")
+    return 0

@@ -1,0 +1,119 @@
+"""Few-shot evaluation of frozen features over many episodes, batched.
+
+Features of every image are computed once; an episode is then only indices into them. Episodes run
+in chunks of ``batch_size`` as tensor operations on the features' device; each method scores the
+queries of a whole chunk at once. ``evaluate_episodes_loop`` runs the same maths one episode at a time
+(the oracle for the batched path, and the per-episode style of learn2learn's TaskDataset loops).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from fewshot_cam.errors import UserError
+from fewshot_cam.evaluation.finetune import baseline, baseline_pp
+from fewshot_cam.evaluation.logreg import logreg
+from fewshot_cam.evaluation.protonet import protonet, protonet_cosine
+
+# method(support (E, N, K, D), query (E, M, D), per-episode seeds) -> scores (E, M, N)
+Method = Callable[[torch.Tensor, torch.Tensor, Sequence[int]], torch.Tensor]
+
+METHODS: dict[str, Method] = {
+    "protonet": protonet,
+    "protonet-cosine": protonet_cosine,
+    "baseline": baseline,
+    "baseline++": baseline_pp,
+    "logreg": logreg,
+}
+
+DEFAULT_METHODS = ("protonet", "baseline", "baseline++", "logreg")
+
+SEEDED = frozenset({"baseline", "baseline++"})
+"""Methods that draw random numbers (from per-episode seeds); the others ignore ``seeds``."""
+
+
+def check_methods(methods: Sequence[str] | str) -> list[str]:
+    """Method names (a list or "a,b,c") -> a list; an unknown one raises UserError listing the valid ones."""
+    names = [m.strip() for m in methods.split(",")] if isinstance(methods, str) else list(methods)
+    names = [m for m in names if m]
+    if not names:
+        raise UserError(f"no method given (valid: {', '.join(METHODS)})")
+    for name in names:
+        if name not in METHODS:
+            raise UserError(f"unknown method '{name}' (valid: {', '.join(METHODS)})")
+    return names
+
+
+def episode_seeds(seed: int, episode_ids: Sequence[int]) -> list[int]:
+    """One 32-bit seed per episode from (seed, episode index): independent of how episodes are chunked."""
+    return [int(np.random.SeedSequence([seed, int(e)]).generate_state(1)[0]) for e in episode_ids]
+
+
+def episode_accuracy(scores: torch.Tensor, queries: int) -> torch.Tensor:
+    """scores: (E, N*Q, N), queries class-major -> accuracy in percent (E,) float64."""
+    E, M, N = scores.shape
+    labels = torch.arange(N, device=scores.device).repeat_interleave(queries)  # (N*Q,)
+    return (scores.argmax(-1) == labels).sum(-1).double() * 100.0 / M
+
+
+def evaluate_chunk(
+    features: torch.Tensor, indices: torch.Tensor, first: int, shots: int, methods: list[str], seed: int
+) -> dict[str, torch.Tensor]:
+    """One chunk of episodes at once: {method: (E,) accuracy in percent}.
+
+    features: (N_images, D); indices: (E, N, K+Q) into ``features``, the episodes numbered ``first`` ..
+    ``first + E - 1`` of the whole set (their numbers seed the fitted methods).
+    """
+    E, N, KQ = indices.shape
+    episode = features[indices.to(features.device)]  # (E, N, K+Q, D)
+    support = episode[:, :, :shots]  # (E, N, K, D)
+    query = episode[:, :, shots:].reshape(E, N * (KQ - shots), -1)  # (E, N*Q, D), class-major
+    seeds = episode_seeds(seed, range(first, first + E)) if SEEDED.intersection(methods) else None
+    return {m: episode_accuracy(METHODS[m](support, query, seeds), KQ - shots) for m in methods}
+
+
+def _check(features: torch.Tensor, indices: torch.Tensor, shots: int, batch_size: int) -> None:
+    if batch_size < 1:
+        raise UserError(f"episode batch size must be >= 1, got {batch_size}")
+    if features.ndim != 2 or indices.ndim != 3:
+        shapes = f"{tuple(features.shape)}, {tuple(indices.shape)}"
+        raise ValueError(f"features must be (N, D) and indices (E, N, K+Q), got {shapes}")
+    if not 0 < shots < indices.shape[2]:
+        raise UserError(f"shots={shots} leaves no query in episodes of {indices.shape[2]} images per class")
+
+
+def evaluate_episodes(
+    features: torch.Tensor,
+    indices: torch.Tensor,
+    shots: int,
+    methods: Sequence[str] = DEFAULT_METHODS,
+    batch_size: int = 500,
+    seed: int = 0,
+    progress: bool = False,
+) -> dict[str, np.ndarray]:
+    """Per-episode accuracy (percent, (E,) float64) of every method, episodes batched ``batch_size`` at a time.
+
+    features: (N_images, D) on any device; indices: (E, N, K+Q) LongTensor into ``features`` (the first
+    ``shots`` of the last dim are support, the rest queries; class n is episode label n). ``seed`` seeds the
+    fitted methods, per episode index, so the result does not depend on ``batch_size``.
+    """
+    methods = check_methods(methods)
+    _check(features, indices, shots, batch_size)
+    out: dict[str, list[torch.Tensor]] = {m: [] for m in methods}
+    starts = range(0, len(indices), batch_size)
+    for start in tqdm(starts, desc="episodes", disable=not progress, leave=False, unit="chunk"):
+        chunk = evaluate_chunk(features, indices[start : start + batch_size], start, shots, methods, seed)
+        for m, acc in chunk.items():
+            out[m].append(acc)
+    return {m: torch.cat(accs).cpu().numpy() for m, accs in out.items()}
+
+
+def evaluate_episodes_loop(
+    features: torch.Tensor, indices: torch.Tensor, shots: int, methods: Sequence[str] = DEFAULT_METHODS, seed: int = 0
+) -> dict[str, np.ndarray]:
+    """The same as :func:`evaluate_episodes`, one episode at a time (the oracle for the batched path)."""
+    return evaluate_episodes(features, indices, shots, methods, batch_size=1, seed=seed)

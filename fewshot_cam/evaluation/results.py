@@ -1,0 +1,151 @@
+"""Evaluation results: the JSON file ``fewshot-cam eval --json`` writes, and the tables printed from it.
+
+One JSON object (``FORMAT`` = "fewshot-cam-eval/1")::
+
+    {"format": "fewshot-cam-eval/1", "ways": 5, "shots": 1, "queries": 15, "n_episodes": 2000,
+     "episode_file": "episodes/....json.gz" | null, "seed": 0, "fingerprint": "<split fingerprint>",
+     "episodes_hash": "<hash of the (E, N, K+Q) indices>", "checkpoint": "runs/a/best.pt",
+     "dataset": "mini-imagenet", "split": "test",
+     "results": [{"method": "protonet", "mean": 61.2, "ci95": 0.41, "per_episode": [60.0, ...]}, ...]}
+
+Accuracies are percentages. ``seed`` seeds the episode sampler when no episode file is used, and the
+fitted methods (Baseline, Baseline++) in every case. Two results are on the same episodes when their
+fingerprint, setting, number of episodes and ``episodes_hash`` agree.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from fewshot_cam.errors import UserError
+from fewshot_cam.stats import mean_ci95
+
+FORMAT = "fewshot-cam-eval/1"
+
+
+@dataclass(frozen=True)
+class MethodResult:
+    """One method's mean +- 95% CI (percent) and its per-episode accuracies."""
+
+    method: str
+    mean: float
+    ci95: float
+    per_episode: list[float] = field(repr=False)
+
+    @classmethod
+    def from_accuracies(cls, method: str, accuracies) -> MethodResult:
+        interval = mean_ci95(accuracies)
+        return cls(method, interval.mean, interval.ci95, [float(a) for a in np.asarray(accuracies).ravel()])
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Everything one evaluation run reports (see the module docstring for the JSON keys)."""
+
+    ways: int
+    shots: int
+    queries: int
+    n_episodes: int
+    episode_file: str | None
+    seed: int
+    fingerprint: str
+    episodes_hash: str
+    checkpoint: str
+    dataset: str
+    split: str
+    results: tuple[MethodResult, ...]
+
+    def setting(self) -> str:
+        return f"{self.ways}-way {self.shots}-shot"
+
+    def episodes_source(self) -> str:
+        return f"episode file {self.episode_file}" if self.episode_file else f"seed {self.seed}"
+
+
+def episodes_hash(indices: torch.Tensor) -> str:
+    """16 hex digits identifying a set of episodes (E, N, K+Q) of indices."""
+    data = np.ascontiguousarray(indices.cpu().numpy().astype(np.int64))
+    return hashlib.sha256(repr(data.shape).encode() + data.tobytes()).hexdigest()[:16]
+
+
+def write_result(path: str | Path, result: EvalResult) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {"format": FORMAT, **asdict(result)}
+    entries = [json.dumps(entry) for entry in record.pop("results")]  # one line per method
+    head = json.dumps(record, indent=1)[:-2]
+    path.write_text(head + ',\n "results": [\n  ' + ",\n  ".join(entries) + "\n ]\n}\n")
+    return path
+
+
+_TYPES = {"ways": int, "shots": int, "queries": int, "n_episodes": int, "seed": int, "fingerprint": str,
+          "checkpoint": str, "dataset": str, "split": str}
+
+
+def read_result(path: str | Path) -> EvalResult:
+    """Read a result JSON; UserError naming the key for anything missing or malformed."""
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text())
+    except OSError as err:
+        raise UserError(f"cannot read results file ({err.strerror or err})", path) from None
+    except ValueError as err:
+        raise UserError(f"results file is not JSON ({err})", path) from None
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        raise UserError(f"not a fewshot-cam eval result (format must be '{FORMAT}')", path)
+    for key, tp in _TYPES.items():
+        if not isinstance(record.get(key), tp) or isinstance(record.get(key), bool):
+            raise UserError(f"results key '{key}' must be {tp.__name__}, got {record.get(key)!r}", path)
+    entries = record.get("results")
+    if not isinstance(entries, list) or not entries:
+        raise UserError("results key 'results' must be a non-empty list", path)
+    methods = tuple(_read_method(entry, record["n_episodes"], path) for entry in entries)
+    return EvalResult(
+        **{k: record[k] for k in _TYPES}, episode_file=record.get("episode_file"),
+        episodes_hash=str(record.get("episodes_hash") or ""), results=methods,
+    )
+
+
+def _read_method(entry, n_episodes: int, path: Path) -> MethodResult:
+    try:
+        per_episode = [float(a) for a in entry["per_episode"]]
+        result = MethodResult(str(entry["method"]), float(entry["mean"]), float(entry["ci95"]), per_episode)
+    except (KeyError, TypeError, ValueError) as err:
+        raise UserError(f"malformed entry in 'results' ({type(err).__name__}: {err})", path) from None
+    if len(per_episode) != n_episodes:
+        count = len(per_episode)
+        raise UserError(f"method '{result.method}' has {count} per-episode values, n_episodes is {n_episodes}", path)
+    return result
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A GitHub-markdown table with columns padded to equal width."""
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
+    line = lambda cells: "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
+    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+def format_result(result: EvalResult) -> str:
+    """The table ``fewshot-cam eval`` prints: method, mean accuracy % +- 95% CI, episodes."""
+    rows = [(r.method, f"{r.mean:.2f} +- {r.ci95:.2f}", str(len(r.per_episode))) for r in result.results]
+    head = (f"{result.setting()} {result.queries}-query on {result.dataset}/{result.split}: {result.n_episodes} "
+            f"episodes from {result.episodes_source()} (split fingerprint {result.fingerprint})")
+    return head + "\n\n" + markdown_table(("method", "accuracy % (95% CI)", "episodes"), rows)
+
+
+def write_csv(path: str | Path, header: Sequence[str], rows: Sequence[Sequence]) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path

@@ -1,0 +1,193 @@
+"""Attribution maps against closed forms, plain loops and the grad-cam package (pytorch-grad-cam 1.5.7).
+
+Tolerance: pytorch-grad-cam computes ReLU -> min-max -> cv2.resize (bilinear, half-pixel centres) ->
+min-max again; ours is ReLU -> torch bilinear (align_corners=False, the same sampling grid) -> min-max.
+Min-max commutes with bilinear interpolation (an affine map of a convex combination), so the two agree
+up to float32 rounding and the different epsilons (1e-7 vs 1e-6) in the normalisation: atol 1e-4.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from pytorch_grad_cam import GradCAM, GradCAMPlusPlus, ScoreCAM
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+from fewshot_cam.analysis.attribution import (
+    Scorer,
+    attribute,
+    classifier_scorer,
+    episode_scorer,
+    foreign_scorer,
+    support_prototypes,
+    upsample_normalize,
+)
+from fewshot_cam.analysis.hooks import capture_activations
+from fewshot_cam.analysis.scorecam import channel_masks, scorecam
+from fewshot_cam.errors import UserError
+from fewshot_cam.losses.prototypical import protonet_logits
+from fewshot_cam.models.backbones import build_backbone
+from fewshot_cam.models.classifier import FewShotClassifier, LinearHead
+
+ATOL = 1e-4
+
+
+@pytest.fixture(scope="module")
+def model() -> FewShotClassifier:
+    torch.manual_seed(0)
+    m = FewShotClassifier(build_backbone("tiny"), LinearHead(16, 5))
+    for bn in (mod for mod in m.modules() if isinstance(mod, nn.BatchNorm2d)):  # non-trivial eval statistics
+        bn.running_mean.uniform_(-0.2, 0.2)
+        bn.running_var.uniform_(0.5, 1.5)
+    return m.eval()
+
+
+@pytest.fixture(scope="module")
+def images() -> torch.Tensor:
+    return torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+
+
+TARGET = torch.tensor([0, 3, 4])
+
+
+def package_maps(cls, model: nn.Module, layer: nn.Module, x: torch.Tensor, target=TARGET, **attrs) -> torch.Tensor:
+    explainer = cls(model=model, target_layers=[layer])
+    for name, value in attrs.items():
+        setattr(explainer, name, value)
+    with explainer:
+        out = explainer(input_tensor=x, targets=[ClassifierOutputTarget(int(t)) for t in target])
+    return torch.from_numpy(out)
+
+
+def test_cam_is_the_closed_form_and_pools_to_the_logits(model, images):
+    f = model.forward_features(images).detach()
+    closed = torch.einsum("bchw,kc->bkhw", f, model.head.weight.detach())  # sum_k W_ck f_k
+    logits = closed.mean(dim=(2, 3)) + model.head.fc.bias.detach()
+    assert torch.allclose(logits, model(images).detach(), atol=1e-5)
+    expected = upsample_normalize(closed[torch.arange(3), TARGET], (32, 32))
+    got = attribute("cam", classifier_scorer(model), images, TARGET)
+    assert torch.allclose(got, expected, atol=1e-6)
+    assert got.shape == (3, 32, 32) and got.min() >= 0 and got.max() <= 1
+
+
+def test_gradcam_equals_relu_cam_for_a_gap_linear_head(model, images):
+    scorer = classifier_scorer(model)
+    raw_cam = torch.einsum("bchw,bc->bhw", model.forward_features(images).detach(), model.head.weight.detach()[TARGET])
+    expected = upsample_normalize(raw_cam.clamp_min(0), (32, 32))
+    assert torch.allclose(attribute("gradcam", scorer, images, TARGET), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("method, cls", [("gradcam", GradCAM), ("gradcam++", GradCAMPlusPlus)])
+def test_gradient_methods_match_pytorch_grad_cam(model, images, method, cls):
+    ours = attribute(method, classifier_scorer(model), images, TARGET)
+    theirs = package_maps(cls, model, model.backbone, images)
+    assert (ours - theirs).abs().max() < ATOL
+
+
+def test_scorecam_matches_pytorch_grad_cam_variant(model, images):
+    ours = attribute("scorecam", classifier_scorer(model), images, TARGET, batch_size=5, variant="pytorch-grad-cam")
+    theirs = package_maps(ScoreCAM, model, model.backbone, images, batch_size=16)
+    assert (ours - theirs).abs().max() < ATOL
+
+
+def test_scorecam_paper_variant_matches_a_plain_loop(model, images):
+    """The authors' code: one channel at a time, softmax over classes, constant channels skipped."""
+    f = model.forward_features(images).detach()
+    expected = torch.zeros(3, 8, 8)
+    with torch.no_grad():
+        for b in range(3):
+            for k in range(f.shape[1]):
+                a = f[b, k]
+                if a.max() == a.min():
+                    continue
+                up = F.interpolate(a[None, None], size=(32, 32), mode="bilinear", align_corners=False)[0, 0]
+                mask = (up - up.min()) / (up.max() - up.min())
+                prob = model(images[b : b + 1] * mask).softmax(1)[0, TARGET[b]]
+                expected[b] += prob * a
+    expected = upsample_normalize(expected.clamp_min(0), (32, 32))
+    assert torch.allclose(attribute("scorecam", classifier_scorer(model), images, TARGET), expected, atol=1e-4)
+
+
+def test_scorecam_batches_are_bounded_and_do_not_change_the_map(model, images):
+    seen = []
+    base = classifier_scorer(model)
+
+    def counting(x):
+        seen.append(len(x))
+        return base.forward(x)
+
+    scorer = Scorer(counting, base.class_weight)
+    maps = {bs: scorecam(scorer, images, TARGET, batch_size=bs) for bs in (1, 7, 64)}
+    assert max(seen[1:]) <= 64 and seen.count(7) == 3 * 16 // 7
+    assert torch.allclose(maps[1], maps[7], atol=1e-5) and torch.allclose(maps[1], maps[64], atol=1e-5)
+
+
+class ProtoNetHead(nn.Module):
+    """The episode as a plain model for the package: images -> ProtoNet logits."""
+
+    def __init__(self, model: FewShotClassifier, protos: torch.Tensor) -> None:
+        super().__init__()
+        self.model, self.protos = model, protos
+
+    def forward(self, x):
+        return protonet_logits(self.model.embed(x)[None], self.protos[None])[0]
+
+
+@pytest.fixture(scope="module")
+def protos(model) -> torch.Tensor:
+    support = torch.rand(4, 2, 3, 32, 32, generator=torch.Generator().manual_seed(2))  # (N, K, 3, H, W)
+    return support_prototypes(model, support)
+
+
+@pytest.mark.parametrize("method, cls", [("gradcam", GradCAM), ("gradcam++", GradCAMPlusPlus)])
+def test_episode_maps_match_pytorch_grad_cam(model, images, protos, method, cls):
+    target = torch.tensor([0, 1, 3])
+    ours = attribute(method, episode_scorer(model, protos), images, target)
+    theirs = package_maps(cls, ProtoNetHead(model, protos), model.backbone, images, target)
+    assert (ours - theirs).abs().max() < ATOL
+
+
+def test_episode_cam_weights_channels_by_the_prototype(model, images, protos):
+    target = torch.tensor([2, 0, 1])
+    f = model.forward_features(images).detach()
+    expected = upsample_normalize((f * protos[target][:, :, None, None]).sum(1), (32, 32))
+    assert torch.allclose(attribute("cam", episode_scorer(model, protos), images, target), expected, atol=1e-6)
+    # the prototype is the class mean of the support embeddings
+    logits = episode_scorer(model, protos).forward(images)[1]
+    assert torch.allclose(logits, -torch.cdist(model.embed(images), protos).square(), atol=1e-3)
+
+
+def test_foreign_model_through_a_hook_equals_the_in_graph_maps(model, images):
+    foreign = nn.Sequential(model.backbone, nn.AdaptiveAvgPool2d(1), nn.Flatten(), model.head.fc)
+    x = (images - model.mean) / model.std  # the foreign model has no normalisation inside
+    for method in ("gradcam", "gradcam++"):
+        ours = attribute(method, classifier_scorer(model), images, TARGET)
+        hooked = attribute(method, foreign_scorer(foreign, model.backbone), x, TARGET)
+        assert torch.allclose(ours, hooked, atol=1e-5)
+    assert not model.backbone._forward_hooks
+    with pytest.raises(UserError, match="linear class weights"):
+        attribute("cam", foreign_scorer(foreign, model.backbone), x, TARGET)
+
+
+def test_hook_is_removed_on_error(model, images):
+    with pytest.raises(RuntimeError):
+        with capture_activations(model.backbone) as store:
+            model(images)
+            raise RuntimeError("boom")
+    assert len(store) == 1 and not model.backbone._forward_hooks
+
+
+def test_default_target_is_top1_and_unknown_method_raises(model, images):
+    scorer = classifier_scorer(model)
+    top = model(images).argmax(1)
+    assert torch.equal(attribute("gradcam", scorer, images), attribute("gradcam", scorer, images, top))
+    with pytest.raises(UserError, match="valid: cam, gradcam"):
+        attribute("lime", scorer, images)
+
+
+def test_channel_masks_are_normalised_and_dead_channels_vanish():
+    maps = torch.stack([torch.arange(4.0).view(2, 2), torch.zeros(2, 2)])
+    masks = channel_masks(maps, (4, 4), align_corners=True)
+    assert masks[0, 0, 0] == 0 and abs(masks[0, -1, -1] - 1) < 1e-6 and masks[1].abs().max() == 0
