@@ -38,8 +38,20 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, where: str = "", pat
     kwargs = {}
     for name, value in data.items():
         key = f"{where}.{name}" if where else name
+        default = _field_default(fields[name])
+        if dataclasses.is_dataclass(default) and isinstance(value, Mapping):
+            # A partly given section keeps the containing field's own default values, not its type's.
+            value = merge(to_dict(default), value)
         kwargs[name] = _coerce(hints[name], value, key, path)
     return cls(**kwargs)
+
+
+def _field_default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        return f.default_factory()  # type: ignore[misc]
+    return None
 
 
 def _coerce(tp: Any, value: Any, key: str, path: str | Path | None) -> Any:

@@ -69,3 +69,41 @@ def l2l_tiered_imagenet(root, mode: str):
     Items are (PIL image, ``label_specific`` id); never downloads. Oracle for our reader.
     """
     return l2l().vision.datasets.TieredImagenet(_l2l_root(root), mode=_L2L_MODES[mode], download=False)
+
+
+def task_episodes(labels, ways: int, samples_per_class: int, n: int, seed: int):
+    """``n`` episodes from learn2learn's ``TaskDataset`` over a split's labels: (n, N, K+Q) LongTensor.
+
+    The dataset is a light index dataset (item i = (i, labels[i])), so tasks hold image indices, not
+    images; transforms ``NWays``, ``KShots(K+Q)``, ``LoadData``, ``RemapLabels``, ``ConsecutiveLabels``.
+    Row n of an episode holds the images of episode-label n in learn2learn's draw order (support first).
+    learn2learn draws from Python's global ``random``: it is seeded with ``seed`` for the draw and
+    restored afterwards, so the episodes are a function of ``seed`` alone.
+    """
+    import random
+
+    import numpy as np
+    import torch
+
+    labels = np.asarray(labels, dtype=np.int64)
+    members: dict[int, list[int]] = {}
+    for index, label in enumerate(labels.tolist()):
+        members.setdefault(label, []).append(index)
+    indices = torch.arange(len(labels))
+    dataset = torch.utils.data.TensorDataset(indices, torch.from_numpy(labels))  # item i: (i, label_i)
+    meta = l2l().data.MetaDataset(dataset, labels_to_indices=members)
+    t = l2l().data.transforms
+    transforms = [t.NWays(meta, ways), t.KShots(meta, samples_per_class), t.LoadData(meta),
+                  t.RemapLabels(meta), t.ConsecutiveLabels(meta)]
+    tasks = l2l().data.TaskDataset(meta, task_transforms=transforms, num_tasks=-1)
+    saved = random.getstate()
+    random.seed(seed)
+    try:
+        drawn = [tasks.sample() for _ in range(n)]  # each (N*(K+Q),) indices, (N*(K+Q),) episode labels
+    finally:
+        random.setstate(saved)
+    out = torch.empty((n, ways, samples_per_class), dtype=torch.int64)
+    for e, (index, label) in enumerate(drawn):
+        order = torch.sort(label, stable=True).indices  # group by episode label, keep draw order within
+        out[e] = index[order].view(ways, samples_per_class)  # (N, K+Q)
+    return out

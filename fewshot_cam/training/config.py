@@ -1,0 +1,76 @@
+"""The pretraining configuration: one frozen dataclass per concern, nested in :class:`PretrainConfig`.
+
+Filled by :func:`fewshot_cam.config.from_dict` (YAML, CLI flags, ``--set a.b=v``); saved as
+``config.yaml`` in the run folder and inside every checkpoint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fewshot_cam.losses.camloss import LossConfig
+from fewshot_cam.models.factory import ModelConfig
+from fewshot_cam.training.augment import AugmentConfig
+from fewshot_cam.training.optim import OptimConfig
+from fewshot_cam.training.validation import ValConfig
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the training images come from."""
+
+    dataset: str = "synthetic"
+    """Dataset name: mini-imagenet, tiered-imagenet, imagefolder or synthetic (built in, no files)."""
+    root: str | None = None
+    """Dataset root folder (not needed for synthetic)."""
+    image_size: int = 84
+    """Side of the (square) images, in pixels."""
+    train_split: str = "train"
+    """Split whose classes are the base classes."""
+    on_device: bool = False
+    """Keep the whole uint8 training split in device memory (fast on a GPU with room to spare);
+    otherwise it stays in host memory and each batch is gathered into pinned memory."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Where the run goes and how it is executed."""
+
+    out: str = "runs/pretrain"
+    """Run folder: config.yaml, metrics.jsonl, last.pt, best.pt, tb/."""
+    seed: int = 0
+    """Seed of every random draw (shuffling, augmentation, initialisation, dropout)."""
+    device: str = "auto"
+    """auto (CUDA when available), cpu, cuda, cuda:1, ... (under torchrun: cuda:LOCAL_RANK)."""
+    amp: bool = True
+    """bf16 autocast on CUDA (the CAM maths stays float32); ignored on the CPU."""
+    channels_last: bool = True
+    """channels-last memory format on CUDA; ignored on the CPU."""
+    compile: bool = False
+    """torch.compile the backbone."""
+    log_every: int = 20
+    """Steps between progress-bar updates and non-finite-loss checks (each one waits for the device)."""
+    tensorboard: bool = True
+    """Write TensorBoard event files to <out>/tb when tensorboard is installed."""
+    progress: bool = True
+    """Show a progress bar per epoch (only on a terminal)."""
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """``fewshot-cam pretrain``: supervised pretraining on the base classes, CE or CE + alpha CAM-loss."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    """Training data."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """Backbone and head."""
+    loss: LossConfig = field(default_factory=LossConfig)
+    """ce, or camloss (L = L_ce + alpha L_cam after the warm-up)."""
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    """Training augmentation (on the device)."""
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    """Optimiser and learning-rate schedule."""
+    val: ValConfig = field(default_factory=ValConfig)
+    """Few-shot validation that picks best.pt."""
+    run: RunConfig = field(default_factory=RunConfig)
+    """Output folder, seed, device and speed options."""
