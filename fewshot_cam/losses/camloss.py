@@ -92,5 +92,5 @@ def total_loss(
         with torch.no_grad():
             cam = cam_loss(features, weight, target, cfg.distance)
         loss = ce
-    parts = {"ce": ce.detach(), "cam": cam.detach(), "alpha": torch.tensor(alpha, device=ce.device)}
+    parts = {"ce": ce.detach(), "cam": cam.detach(), "alpha": torch.full((), alpha, device=ce.device)}  # a fill, not a host copy: no GPU sync
     return loss, parts
