@@ -23,7 +23,8 @@ from fewshot_cam.cli.common import add_device_argument, pick_device
 from fewshot_cam.losses.camloss import LossConfig
 from fewshot_cam.models.factory import ModelConfig, build_model
 from fewshot_cam.training.augment import AugmentConfig
-from fewshot_cam.training.loop import EpochInputs, FeaturesAndLogits, autocast_for, make_batch, train_step
+from fewshot_cam.training.loop import EpochInputs, autocast_for, make_batch, train_step
+from fewshot_cam.training.objectives import FeaturesAndHead, Objective
 from fewshot_cam.training.optim import OptimConfig, build_optimizer, build_scheduler
 
 LOSSES = {"ce": LossConfig(loss="ce"), "camloss": LossConfig(loss="camloss", alpha=1.0, warmup_epochs=0)}
@@ -61,7 +62,7 @@ class Bench:
             self.model = self.model.to(memory_format=torch.channels_last)
         if args.compile:
             self.model.backbone.compile()
-        self.forward = FeaturesAndLogits(self.model)
+        self.forward = FeaturesAndHead(self.model)
         optim = OptimConfig(schedule="constant", batch_size=args.batch_size)
         self.optimizer = build_optimizer(self.model, optim)
         self.scheduler = build_scheduler(self.optimizer, optim, steps_per_epoch=1)
@@ -82,7 +83,8 @@ class Bench:
         sync(self.device)
         start = time.perf_counter()
         x, y = make_batch(self.data, self.index, self.device, self.generator) if with_batch else (self.x, self.y)
-        train_step(self.forward, self.model.head.weight, self.optimizer, self.scheduler, x, y, LOSSES[loss], 0, self.autocast)
+        objective = Objective(LOSSES[loss], self.model.head)
+        train_step(self.forward, objective, self.optimizer, self.scheduler, x, y, 0, self.autocast)
         sync(self.device)
         return time.perf_counter() - start
 

@@ -30,3 +30,22 @@ def cli(capsys):
         return code, out, err
 
     return run
+
+
+@pytest.fixture
+def interrupt_pretrain(monkeypatch):
+    """``interrupt_pretrain(epoch)``: pretraining raises KeyboardInterrupt (exit 130) when it starts
+    ``epoch`` (1-based); ``interrupt_pretrain(None)`` trains normally again."""
+    from fewshot_cam.training import pretrain
+
+    real = pretrain.train_one_epoch
+
+    def patch(epoch: int | None) -> None:
+        def interrupted(*args, **kwargs):
+            if args[6] == epoch:  # train_one_epoch's epoch argument
+                raise KeyboardInterrupt
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(pretrain, "train_one_epoch", real if epoch is None else interrupted)
+
+    return patch

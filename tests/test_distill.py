@@ -111,10 +111,10 @@ def test_gradients_reach_student_features_only(batch):
 
 def test_config_checks():
     with pytest.raises(UserError, match="teacher"):
-        DistillConfig(distill="kd")
+        DistillConfig(mode="kd")
     with pytest.raises(UserError, match="distance"):
         DistillConfig(distance="cosine")
-    assert DistillConfig().distill == "none"
+    assert DistillConfig().mode == "none"
 
 
 def test_none_adds_nothing(batch):
@@ -151,7 +151,7 @@ def test_tiny_run_lowers_loss_and_leaves_teacher_alone(teacher_path, mode):
     student = build_model(ModelConfig(backbone="tiny"), K)
     g = torch.Generator().manual_seed(2)
     x, y = torch.rand(8, 3, 32, 32, generator=g), torch.randint(0, K, (8,), generator=g)
-    cfg = DistillConfig(distill=mode, teacher=str(teacher_path))
+    cfg = DistillConfig(mode=mode, teacher=str(teacher_path))
     out = teacher_outputs(teacher, x)
     assert not out.features.requires_grad
     optimizer = torch.optim.Adam(student.parameters(), lr=1e-2)

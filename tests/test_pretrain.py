@@ -13,7 +13,7 @@ from fewshot_cam.config import from_dict, load_config
 from fewshot_cam.data.datasets import load_split
 from fewshot_cam.errors import UserError
 from fewshot_cam.models.checkpoint import load_checkpoint, load_model
-from fewshot_cam.training import loop
+from fewshot_cam.training import loop, objectives
 from fewshot_cam.training.config import PretrainConfig
 from fewshot_cam.training.optim import OptimConfig, build_scheduler
 from fewshot_cam.training.run_dir import read_metrics
@@ -61,19 +61,12 @@ def test_run_folder_metrics_and_best_checkpoint(tiny_run):
     assert again.mean == pytest.approx(best["val_acc"], abs=1e-4)
 
 
-def test_resume_ends_where_an_uninterrupted_run_ends(tiny_run, tmp_path, monkeypatch, cli):
+def test_resume_ends_where_an_uninterrupted_run_ends(tiny_run, tmp_path, interrupt_pretrain, cli):
     out = tmp_path / "run"
-    real = loop.train_one_epoch
-
-    def interrupted(*args, **kwargs):
-        if args[6] == 2:  # epoch
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr("fewshot_cam.training.pretrain.train_one_epoch", interrupted)
+    interrupt_pretrain(2)
     assert cli("pretrain", "--config", TINY, "--out", out)[0] == 130
     assert load_checkpoint(out / "last.pt")["epoch"] == 1
-    monkeypatch.setattr("fewshot_cam.training.pretrain.train_one_epoch", real)
+    interrupt_pretrain(None)
     assert cli("pretrain", "--config", TINY, "--out", out)[0] == 2  # refuses to overwrite without --resume
     assert cli("pretrain", "--config", TINY, "--out", out, "--resume")[0] == 0
     a, b = weights(tiny_run / "last.pt"), weights(out / "last.pt")
@@ -93,7 +86,7 @@ def test_resume_with_another_backbone_is_a_clear_error(tiny_run, tmp_path, cli):
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, cli):
-    real = loop.total_loss
+    real = objectives.total_loss
     calls = {"n": 0}
 
     def poisoned(logits, features, weight, target, cfg, epoch):
@@ -101,7 +94,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypa
         calls["n"] += 1
         return (loss * float("nan"), parts) if epoch == 1 and calls["n"] >= 6 else (loss, parts)
 
-    monkeypatch.setattr(loop, "total_loss", poisoned)
+    monkeypatch.setattr(objectives, "total_loss", poisoned)
     out = tmp_path / "nan"
     code, _, err = cli("pretrain", "--config", TINY, "--out", out)
     assert code == 2 and "non-finite loss at epoch 2, step 2/4" in err
@@ -131,7 +124,7 @@ def test_precedence_defaults_file_flags_set(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("optim:\n  epochs: 7\n  lr: 1.0e-3\nmodel:\n  backbone: tiny\n")
     args = Namespace(config=str(path), overrides=["optim.lr=0.2"], dataset=None, root=None, image_size=None,
-                     backbone=None, loss=None, epochs=3, batch_size=None, lr=0.1, out=None, device=None, seed=None)
+                     backbone=None, head=None, loss=None, teacher=None, distill=None, epochs=3, batch_size=None, lr=0.1, out=None, device=None, seed=None)
     cfg = resolve_config(args)
     assert (cfg.optim.epochs, cfg.optim.lr, cfg.model.backbone, cfg.optim.momentum) == (3, 0.2, "tiny", 0.9)
 

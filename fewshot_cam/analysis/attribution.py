@@ -39,10 +39,14 @@ class Scorer:
         computed from the features inside the autograd graph (when grad mode is on).
     class_weight: (K, C) weights whose product with the feature map is each class's CAM (the head
         weights, or the prototypes); None when the scores are not linear in the pooled features.
+    class_maps: features (B, C, h, w) -> every class's map (B, K, h, w), when the model defines its
+        own (``head.class_maps``: the CAM of a linear head, the spatial logits of a SAOL head); it
+        takes precedence over ``class_weight`` in "cam".
     """
 
     forward: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
     class_weight: torch.Tensor | None = None
+    class_maps: Callable[[torch.Tensor], torch.Tensor] | None = None
 
 
 def _in_graph(features: torch.Tensor) -> torch.Tensor:
@@ -53,13 +57,14 @@ def _in_graph(features: torch.Tensor) -> torch.Tensor:
 
 
 def classifier_scorer(model: FewShotClassifier) -> Scorer:
-    """The pretrained head: logits over the base classes; CAM weights = the head's (K, C) weight."""
+    """The pretrained head: logits over the base classes; class maps = ``head.class_maps`` (for a
+    linear head the CAM of its (K, C) weight, for SAOL its spatial logits)."""
 
     def forward(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features = _in_graph(model.forward_features(x))  # (B, C, h, w)
         return features, model.head(features)  # (B, K)
 
-    return Scorer(forward, model.head.weight.detach())
+    return Scorer(forward, model.head.weight.detach(), model.head.class_maps)
 
 
 def episode_scorer(model: FewShotClassifier, protos: torch.Tensor, metric: str = "euclidean") -> Scorer:
@@ -101,13 +106,16 @@ def foreign_scorer(model: nn.Module, layer: nn.Module) -> Scorer:
 def cam(scorer: Scorer, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """CAM (Zhou et al., "Learning Deep Features for Discriminative Localization", CVPR 2016).
 
-    M_c(x, y) = sum_k W[c, k] A_k(x, y): the in-graph ``models.cam.target_cam`` the CAM-loss uses.
+    M_c(x, y) = sum_k W[c, k] A_k(x, y): the in-graph ``models.cam.target_cam`` the CAM-loss uses; for
+    a scorer with its own ``class_maps`` (a SAOL head: the spatial logits S_c) the map of class c.
     x: (B, 3, H, W), target: (B,) -> (B, h, w).
     """
-    if scorer.class_weight is None:
+    if scorer.class_weight is None and scorer.class_maps is None:
         raise UserError("method 'cam' needs linear class weights; use gradcam, gradcam++ or scorecam for this model")
     with torch.no_grad():
         features, _ = scorer.forward(x)
+        if scorer.class_maps is not None:
+            return scorer.class_maps(features)[torch.arange(len(target), device=target.device), target]  # (B, h, w)
     return target_cam(features, scorer.class_weight, target)
 
 

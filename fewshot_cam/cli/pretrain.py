@@ -1,4 +1,5 @@
-"""``fewshot-cam pretrain``: supervised pretraining on the base classes with CE or CE + CAM-loss.
+"""``fewshot-cam pretrain``: supervised pretraining on the base classes with CE or CE + CAM-loss,
+optionally distilled from a teacher checkpoint (``--teacher --distill``) or with a SAOL head (``--head saol``).
 
 Configuration layers, later wins: built-in defaults < ``--config FILE`` < explicit flags
 (``--dataset``, ``--epochs``, ...) < ``--set key=value``. Under ``torchrun`` every process runs this
@@ -22,7 +23,10 @@ FLAG_KEYS: dict[str, str] = {
     "root": "data.root",
     "image_size": "data.image_size",
     "backbone": "model.backbone",
+    "head": "model.head",
     "loss": "loss.loss",
+    "teacher": "distill.teacher",
+    "distill": "distill.mode",
     "epochs": "optim.epochs",
     "batch_size": "optim.batch_size",
     "lr": "optim.lr",
@@ -39,7 +43,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_data_arguments(parser)
     parser.add_argument("--image-size", type=int, default=None, help="image side in pixels (default 84)")
     parser.add_argument("--backbone", default=None, help="conv4, resnet12, resnet18, tiny, ... (default conv4)")
+    parser.add_argument("--head", default=None, choices=("linear", "saol"),
+                        help="classification head: linear (GAP + FC, default) or saol (spatially attentive output layer)")
     parser.add_argument("--loss", default=None, choices=("ce", "camloss"), help="default ce")
+    parser.add_argument("--teacher", default=None, metavar="CHECKPOINT",
+                        help="frozen teacher checkpoint for --distill (same base classes, any backbone)")
+    parser.add_argument("--distill", default=None, choices=("none", "kd", "at", "ccm"),
+                        help="distillation from --teacher: kd, at (attention transfer), ccm (CAAM-CAM matching); default none")
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=None, help="global batch size (default 64)")
     parser.add_argument("--lr", type=float, default=None, help="base learning rate (default 0.05)")
@@ -74,6 +84,16 @@ def resolve_config(args: argparse.Namespace) -> PretrainConfig:
     return from_dict(PretrainConfig, layered_settings(args), path=args.config)
 
 
+def describe(cfg: PretrainConfig) -> str:
+    """e.g. "conv4 (ce, saol head, ccm from runs/x/best.pt)"."""
+    parts = [cfg.loss.loss]
+    if cfg.model.head != "linear":
+        parts.append(f"{cfg.model.head} head")
+    if cfg.distill.mode != "none":
+        parts.append(f"{cfg.distill.mode} from {cfg.distill.teacher}")
+    return f"{cfg.model.backbone} ({', '.join(parts)})"
+
+
 def run(args: argparse.Namespace) -> int:
     cfg = resolve_config(args)
     info = distributed.from_env()
@@ -83,6 +103,6 @@ def run(args: argparse.Namespace) -> int:
     if info.is_main:
         best = "n/a (validation off)" if state.last_val is None else f"{state.best:.2f}%"
         last = "" if state.last_val is None else f", last {state.last_val} %"
-        print(f"pretrained {cfg.model.backbone} ({cfg.loss.loss}) for {state.epoch} epochs on {cfg.data.dataset}: "
+        print(f"pretrained {describe(cfg)} for {state.epoch} epochs on {cfg.data.dataset}: "
               f"best val {cfg.val.ways}-way {cfg.val.shots}-shot accuracy {best}{last}; run folder {cfg.run.out}")
     return 0

@@ -39,12 +39,12 @@ Distance = Literal["l1", "l2"]
 class DistillConfig:
     """Distillation from a frozen teacher checkpoint during pretraining (``pretrain --teacher --distill``)."""
 
-    distill: Literal["none", "kd", "at", "ccm"] = "none"
+    mode: Literal["none", "kd", "at", "ccm"] = "none"
     """"none"; "kd": L_ce + beta L_kd; "at": adds gamma * attention transfer; "ccm": adds gamma *
     CAAM-CAM matching."""
 
     teacher: str | None = None
-    """Path of the teacher checkpoint (any backbone, same base classes); required unless distill is none."""
+    """Path of the teacher checkpoint (any backbone, same base classes); required unless mode is none."""
 
     beta: float = 1.0
     """Weight of L_kd. RFS-distill (Tian et al., ECCV 2020) uses 0.5 L_ce + 0.5 L_kd; with L_ce at weight 1
@@ -60,8 +60,8 @@ class DistillConfig:
     """Distance between normalised maps: "l1" mean |a - b| or "l2" mean (a - b)^2 over locations."""
 
     def __post_init__(self) -> None:
-        if self.distill != "none" and not self.teacher:
-            raise UserError(f"distill '{self.distill}' needs a teacher checkpoint (distill.teacher / --teacher)")
+        if self.mode != "none" and not self.teacher:
+            raise UserError(f"distill.mode '{self.mode}' needs a teacher checkpoint (distill.teacher / --teacher)")
         if self.distance not in DISTANCES:
             raise UserError(f"unknown distill.distance '{self.distance}' (valid: {', '.join(DISTANCES)})")
         if self.tau <= 0 or self.beta < 0 or self.gamma < 0:
@@ -159,17 +159,17 @@ def distill_loss(logits: torch.Tensor, features: torch.Tensor, weight: torch.Ten
     logits: (B, K) student; features: (B, C_s, h, w) student; weight: (K, C_s) student head weight;
     target: (B,). Returns (loss, parts) with detached parts "kd" and, for at/ccm, "at" or "ccm".
     """
-    if cfg.distill == "none":
+    if cfg.mode == "none":
         return logits.new_zeros(()), {}
     if teacher.logits.shape != logits.shape:
         raise UserError(f"teacher logits {tuple(teacher.logits.shape)} do not match the student's "
                         f"{tuple(logits.shape)}: distillation needs the same base classes")
     parts = {"kd": kd_loss(logits, teacher.logits, cfg.tau)}
-    if cfg.distill == "at":
+    if cfg.mode == "at":
         parts["at"] = at_loss(features, weight, teacher.features, teacher.weight, target, cfg.distance)
-    elif cfg.distill == "ccm":
+    elif cfg.mode == "ccm":
         parts["ccm"] = ccm_loss(features, teacher.features, teacher.weight, target, cfg.distance)
     loss = cfg.beta * parts["kd"]
-    if cfg.distill in ("at", "ccm"):
-        loss = loss + cfg.gamma * parts[cfg.distill]
+    if cfg.mode in ("at", "ccm"):
+        loss = loss + cfg.gamma * parts[cfg.mode]
     return loss, {k: v.detach() for k, v in parts.items()}

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from fewshot_cam.losses.camloss import LossConfig
+from fewshot_cam.losses.distill import DistillConfig
+from fewshot_cam.losses.saol import SAOLLossConfig
 from fewshot_cam.models.factory import ModelConfig
 from fewshot_cam.training.augment import AugmentConfig
 from fewshot_cam.training.optim import OptimConfig
@@ -58,7 +60,8 @@ class RunConfig:
 
 @dataclass(frozen=True)
 class PretrainConfig:
-    """``fewshot-cam pretrain``: supervised pretraining on the base classes, CE or CE + alpha CAM-loss."""
+    """``fewshot-cam pretrain``: supervised pretraining on the base classes, CE or CE + alpha CAM-loss,
+    optionally distilled from a teacher and/or with a SAOL head."""
 
     data: DataConfig = field(default_factory=DataConfig)
     """Training data."""
@@ -66,6 +69,10 @@ class PretrainConfig:
     """Backbone and head."""
     loss: LossConfig = field(default_factory=LossConfig)
     """ce, or camloss (L = L_ce + alpha L_cam after the warm-up)."""
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    """Distillation from a frozen teacher checkpoint: none, kd, at (attention transfer) or ccm."""
+    saol: SAOLLossConfig = field(default_factory=SAOLLossConfig)
+    """Weights of the SAOL training losses (only used when model.head is saol)."""
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     """Training augmentation (on the device)."""
     optim: OptimConfig = field(default_factory=OptimConfig)

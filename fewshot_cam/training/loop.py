@@ -16,27 +16,12 @@ import torch
 import torch.nn as nn
 
 from fewshot_cam.errors import UserError
-from fewshot_cam.losses.camloss import LossConfig, total_loss
 from fewshot_cam.progress import progress
 from fewshot_cam.training import distributed
 from fewshot_cam.training.augment import AugmentConfig, augment, gather_batch
+from fewshot_cam.training.objectives import FeaturesAndHead, Objective, objective_loss
 
 NO_STEP = np.iinfo(np.int64).max  # "no non-finite loss seen yet"
-
-
-class FeaturesAndLogits(nn.Module):
-    """``forward(x) -> (features (B, C, h, w), logits (B, K))``: one forward for CE and CAM-loss.
-
-    This is the module DistributedDataParallel wraps, so its gradients are all-reduced.
-    """
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        features = self.model.forward_features(x)  # (B, C, h, w)
-        return features, self.model.forward_head(features)  # (B, K)
 
 
 def autocast_for(device: torch.device, amp: bool) -> contextlib.AbstractContextManager:
@@ -62,22 +47,23 @@ def epoch_batches(n: int, batch_size: int, generator: torch.Generator, max_steps
 
 def train_step(
     forward: nn.Module,
-    head_weight: torch.Tensor,
+    objective: Objective,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     x: torch.Tensor,
     y: torch.Tensor,
-    loss_cfg: LossConfig,
     epoch: int,
     autocast: contextlib.AbstractContextManager,
+    generator: torch.Generator | None = None,
+    mix: bool = False,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
-    """One SGD step on L = CE + alpha CAM-loss. x: (B, 3, H, W); y: (B,); ``epoch`` 0-based.
+    """One SGD step on the objective's L. x: (B, 3, H, W); y: (B,); ``epoch`` 0-based; ``mix``: CutMix
+    this batch (SAOL head), boxes from ``generator``.
 
-    Returns the detached loss, its parts ({"ce", "cam", "alpha"}) and the logits (B, K).
+    Returns the detached loss, its parts (``objective.part_names``) and the clean logits (B, K).
     """
     with autocast:
-        features, logits = forward(x)  # (B, C, h, w), (B, K)
-        loss, parts = total_loss(logits, features, head_weight, y, loss_cfg, epoch)
+        loss, parts, logits = objective_loss(objective, forward, x, y, epoch, generator, mix)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -122,38 +108,41 @@ def train_one_epoch(
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     data: EpochInputs,
-    loss_cfg: LossConfig,
+    objective: Objective,
     epoch: int,
     info: distributed.DistInfo,
     autocast: contextlib.AbstractContextManager,
     log_every: int = 20,
     show_progress: bool = True,
 ) -> dict[str, float]:
-    """Train one epoch (``epoch`` 1-based) -> means over the epoch and ranks: loss, ce, cam, alpha, train_acc (%)."""
+    """Train one epoch (``epoch`` 1-based) -> means over the epoch and ranks of the loss and each of
+    ``objective.part_names``, and train_acc (%)."""
     device = data.labels.device
     model.train()
     torch.manual_seed(epoch_seed(data.seed, epoch, 1 + 2 * info.rank))  # dropout, DropBlock
-    generator = torch.Generator().manual_seed(epoch_seed(data.seed, epoch, 2 + 2 * info.rank))  # augmentation
+    generator = torch.Generator().manual_seed(epoch_seed(data.seed, epoch, 2 + 2 * info.rank))  # augmentation, CutMix
     permutation = torch.Generator().manual_seed(epoch_seed(data.seed, epoch, 0))
     batches = epoch_batches(len(data.images), data.batch_size, permutation, data.max_steps)
-    sums = torch.zeros(5, device=device)  # loss, ce, cam, alpha, correct
+    mix = torch.rand(len(batches), generator=permutation) < objective.saol.cutmix_prob  # shared by all ranks
+    names = ("loss", *objective.part_names, "correct")  # fixed order: all_reduce stays aligned across ranks
+    sums = torch.zeros(len(names), device=device)
     bad_step = torch.tensor(NO_STEP, device=device)
     bar = progress(total=len(batches), desc=f"epoch {epoch}", enabled=show_progress and info.is_main, unit="batch")
     for step, batch in enumerate(batches):
         x, y = make_batch(data, distributed.shard(batch, info), device, generator)
-        loss, parts, logits = train_step(forward, model.head.weight, optimizer, scheduler, x, y, loss_cfg, epoch - 1, autocast)
-        correct = (logits.argmax(-1) == y).sum()
-        sums += torch.stack([loss, parts["ce"], parts["cam"], parts["alpha"], correct.float()])
+        loss, parts, logits = train_step(forward, objective, optimizer, scheduler, x, y, epoch - 1, autocast,
+                                         generator, bool(mix[step]))
+        values = parts | {"loss": loss, "correct": (logits.argmax(-1) == y).sum().float()}
+        sums += torch.stack([values[k].float() if k in values else sums.new_zeros(()) for k in names])
         bad_step = torch.where(torch.isfinite(loss) | (bad_step != NO_STEP), bad_step, step)
         if (step + 1) % log_every == 0 or step + 1 == len(batches):
             _check_finite(bad_step, epoch, len(batches), info)
-            bar.set_postfix(loss=f"{sums[0].item() / (step + 1):.3f}", acc=f"{100 * sums[4].item() / ((step + 1) * len(y)):.1f}")
+            bar.set_postfix({k: f"{v / (step + 1):.3f}" for k, v in zip(names[:-1], sums.tolist()) if k != "alpha"}
+                            | {"acc": f"{100 * sums[-1].item() / ((step + 1) * len(y)):.1f}"})
         bar.update()
     bar.close()
     distributed.broadcast_buffers(model, info)
     sums = distributed.all_reduce(sums, info).tolist()
     steps = len(batches) * info.world_size
-    return {
-        "loss": sums[0] / steps, "ce": sums[1] / steps, "cam": sums[2] / steps, "alpha": sums[3] / steps,
-        "train_acc": 100.0 * sums[4] / (len(batches) * data.batch_size),
-    }
+    means = {k: v / steps for k, v in zip(names[:-1], sums)}
+    return means | {"train_acc": 100.0 * sums[-1] / (len(batches) * data.batch_size)}

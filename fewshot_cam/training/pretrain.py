@@ -2,7 +2,8 @@
 validate, log, checkpoint.
 
 Loss: L = L_CE + alpha L_CAM (Wang et al., ICCV 2021; alpha = 0 for ``loss: ce`` and during the
-CAM-loss warm-up). Validation: ProtoNet accuracy on fixed val episodes, which picks ``best.pt``.
+CAM-loss warm-up), plus distillation and SAOL terms when configured (:mod:`.objectives`).
+Validation: ProtoNet accuracy on fixed val episodes, which picks ``best.pt``.
 """
 
 from __future__ import annotations
@@ -19,13 +20,15 @@ from fewshot_cam.config import to_dict
 from fewshot_cam.data.datasets import load_split
 from fewshot_cam.data.split import Split
 from fewshot_cam.errors import UserError
+from fewshot_cam.losses.distill import load_teacher
 from fewshot_cam.models.checkpoint import load_checkpoint, save_checkpoint
 from fewshot_cam.models.classifier import FewShotClassifier
 from fewshot_cam.models.factory import build_model
 from fewshot_cam.stats import Interval
 from fewshot_cam.training import distributed
 from fewshot_cam.training.config import PretrainConfig
-from fewshot_cam.training.loop import EpochInputs, FeaturesAndLogits, autocast_for, epoch_seed, train_one_epoch
+from fewshot_cam.training.loop import EpochInputs, autocast_for, epoch_seed, train_one_epoch
+from fewshot_cam.training.objectives import FeaturesAndHead, Objective
 from fewshot_cam.training.optim import build_optimizer, build_scheduler
 from fewshot_cam.training.run_dir import RunDir
 from fewshot_cam.training.validation import sample_episodes, validate
@@ -35,7 +38,8 @@ RUN_KEYS_THAT_MUST_MATCH = ("seed",)  # other run.* settings (device, compile, .
 
 @dataclass
 class Pretraining:
-    """Everything one run holds; ``epoch`` counts completed epochs, ``best`` the best val accuracy."""
+    """Everything one run holds; ``epoch`` counts completed epochs, ``best`` the best val accuracy;
+    ``teacher`` the frozen distillation teacher (not DDP-wrapped, not optimised), if any."""
 
     cfg: PretrainConfig
     device: torch.device
@@ -51,6 +55,7 @@ class Pretraining:
     epoch: int = 0
     best: float = -math.inf
     last_val: Interval | None = None
+    teacher: nn.Module | None = None
 
 
 def load_data(cfg: PretrainConfig, info: distributed.DistInfo) -> tuple[Split, Split | None]:
@@ -72,10 +77,22 @@ def build_network(cfg: PretrainConfig, num_classes: int, device: torch.device) -
     return model
 
 
+def build_teacher(cfg: PretrainConfig, num_classes: int, device: torch.device) -> nn.Module | None:
+    """The frozen teacher of ``distill.teacher`` on ``device`` (channels-last on CUDA like the student);
+    None when ``distill.mode`` is none."""
+    if cfg.distill.mode == "none":
+        return None
+    teacher = load_teacher(cfg.distill.teacher, num_classes, device)
+    if cfg.run.channels_last and device.type == "cuda":
+        teacher = teacher.to(memory_format=torch.channels_last)
+    return teacher
+
+
 def setup(cfg: PretrainConfig, device: torch.device, info: distributed.DistInfo) -> Pretraining:
-    """Load data, build model, optimiser and per-step schedule; sample the fixed val episodes."""
+    """Load data, build model (and teacher), optimiser and per-step schedule; sample the fixed val episodes."""
     train, val = load_data(cfg, info)
     model = build_network(cfg, train.num_classes, device)
+    teacher = build_teacher(cfg, train.num_classes, device)
     optimizer = build_optimizer(model, cfg.optim)
     steps_per_epoch = len(train.images) // cfg.optim.batch_size
     if steps_per_epoch == 0:
@@ -93,9 +110,9 @@ def setup(cfg: PretrainConfig, device: torch.device, info: distributed.DistInfo)
         channels_last=cfg.run.channels_last and device.type == "cuda",
     )
     return Pretraining(
-        cfg, device, info, model, distributed.wrap(FeaturesAndLogits(model), device, info), optimizer,
+        cfg, device, info, model, distributed.wrap(FeaturesAndHead(model), device, info), optimizer,
         build_scheduler(optimizer, cfg.optim, steps_per_epoch), data, train.class_names,
-        val, sample_episodes(val, cfg.val) if val is not None else None,
+        val, sample_episodes(val, cfg.val) if val is not None else None, teacher=teacher,
     )
 
 
@@ -213,10 +230,11 @@ def fit(cfg: PretrainConfig, device: torch.device, info: distributed.DistInfo = 
     state = setup(cfg, device, info)
     start_run(state, run_dir, resume_run)
     autocast = autocast_for(device, cfg.run.amp)
+    objective = Objective(cfg.loss, state.model.head, cfg.distill, cfg.saol, state.teacher)
 
     def train_epoch(epoch: int) -> dict[str, float]:
         return train_one_epoch(
-            state.forward, state.model, state.optimizer, state.scheduler, state.data, cfg.loss, epoch, info,
+            state.forward, state.model, state.optimizer, state.scheduler, state.data, objective, epoch, info,
             autocast, cfg.run.log_every, cfg.run.progress,
         )
 

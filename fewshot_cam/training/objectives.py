@@ -1,0 +1,99 @@
+"""The pretraining objective of one batch, assembled from the configured losses:
+
+    L = L_ce [+ alpha L_cam]            (Wang et al., ICCV 2021; ``loss``)
+        [+ beta L_kd + gamma L_map]     (distillation from a frozen teacher; ``distill``)
+        [+ L_saol]                      (SAOL head, Kim et al., CVPR 2020; ``saol``)
+
+L_ce, CAM-loss and distillation see the clean batch; with a SAOL head, a CutMix copy of the batch
+goes through the same forward (``torch.cat([x, x~])``, one forward per step, as DDP wants) and feeds
+the CutMix terms of L_saol. CAM-loss and the student's CAMs use ``head.weight`` (a SAOL head's
+auxiliary GAP-FC weight).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from fewshot_cam.losses.camloss import LossConfig, total_loss
+from fewshot_cam.losses.distill import DistillConfig, distill_loss, teacher_outputs
+from fewshot_cam.losses.saol import SAOLLossConfig, cutmix, saol_total_loss
+from fewshot_cam.models.saol import SAOLHead
+
+SAOL_PARTS = ("self_distill", "aux_ce", "cutmix_ce", "paste", "consistency")
+"""Parts of L_saol; the CutMix ones are 0 on steps without CutMix (``saol.cutmix_prob`` < 1)."""
+
+
+class FeaturesAndHead(nn.Module):
+    """``forward(x) -> (features (B, C, h, w), head outputs)``: one forward for every loss term.
+
+    Head outputs: ``SAOLHead.forward_all`` for a SAOL head, else ``{"logits": (B, K)}``. This is the
+    module DistributedDataParallel wraps, so its gradients are all-reduced.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        features = self.model.forward_features(x)  # (B, C, h, w)
+        if isinstance(self.model.head, SAOLHead):
+            return features, self.model.head.forward_all(features)
+        return features, {"logits": self.model.forward_head(features)}  # (B, K)
+
+
+@dataclass(frozen=True)
+class Objective:
+    """What L needs besides the batch: the loss configs, the student's head and the frozen teacher."""
+
+    loss: LossConfig
+    head: nn.Module
+    distill: DistillConfig = DistillConfig()
+    saol: SAOLLossConfig = SAOLLossConfig()
+    teacher: nn.Module | None = None
+
+    @property
+    def is_saol(self) -> bool:
+        return isinstance(self.head, SAOLHead)
+
+    @property
+    def part_names(self) -> tuple[str, ...]:
+        """Names of the logged parts, in a fixed order (the same on every rank)."""
+        names = ("ce", "cam", "alpha")
+        if self.distill.mode != "none":
+            names += ("kd",) + ((self.distill.mode,) if self.distill.mode in ("at", "ccm") else ())
+        return names + (SAOL_PARTS if self.is_saol else ())
+
+
+def objective_loss(
+    objective: Objective, forward: nn.Module, x: torch.Tensor, y: torch.Tensor, epoch: int,
+    generator: torch.Generator | None = None, mix: bool = False,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+    """L on the batch x: (B, 3, H, W), y: (B,); ``epoch`` 0-based. ``mix``: add a CutMix copy (SAOL only),
+    its boxes drawn from ``generator``. Returns (loss, detached parts, clean logits (B, K))."""
+    b = len(y)
+    mixing = objective.is_saol and mix
+    if mixing:
+        mixed_x, mask, perm, lam = cutmix(x, generator)
+        x = torch.cat([x, mixed_x])  # (2B, 3, H, W)
+    features, out = forward(x)  # (B or 2B, C, h, w), head outputs
+    features = features[:b]  # (B, C, h, w)
+    clean = {k: v[:b] for k, v in out.items()}
+    logits = clean["logits"]  # (B, K)
+    weight = objective.head.weight  # (K, C)
+    loss, parts = total_loss(logits, features, weight, y, objective.loss, epoch)
+    if objective.teacher is not None:
+        teacher = teacher_outputs(objective.teacher, x[:b])
+        extra, extra_parts = distill_loss(logits, features, weight, y, teacher, objective.distill)
+        loss, parts = loss + extra, parts | extra_parts
+    if objective.is_saol:
+        if mixing:
+            mixed = {k: v[b:] for k, v in out.items()}
+            extra, extra_parts = saol_total_loss(clean, y, objective.saol, mixed, mask, perm, lam)
+        else:  # the paste head stays in the graph (zero gradient), so DDP sees every parameter used
+            extra, extra_parts = saol_total_loss(clean, y, objective.saol)
+            extra = extra + 0.0 * clean["paste_logits"].sum()
+        loss, parts = loss + extra, parts | extra_parts
+    return loss, parts, logits
