@@ -49,7 +49,7 @@ fc cam --checkpoint "$OUT/ce/best.pt" --checkpoint "$OUT/camloss/best.pt" \
 for split in test train; do
     echo "== background reliance, CE vs CAM-loss, $split split (ground-truth masks, 5-way 1-shot)"
     episodes=()
-    [ "$split" = train ] && episodes=(--episodes 600 --seed 0)
+    [ "$split" = train ] && episodes=(--episodes 1000 --seed 0)
     .venv/bin/python scripts/background_ablation.py \
         --model "ce=$OUT/ce/best.pt" --model "camloss=$OUT/camloss/best.pt" \
         --split "$split" --ways 5 --shots 1 "${episodes[@]}" --masks gt --methods protonet,logreg \
