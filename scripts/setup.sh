@@ -35,7 +35,7 @@ if ! "$py" -c "import learn2learn" >/dev/null 2>&1; then
     sed -i "/'gsutil'/d; /'qpth/d" "$src/setup.py"
     "${pip[@]}" --no-build-isolation "$src"
 fi
-"${pip[@]}" -e ".[test,learn2learn]"
+"${pip[@]}" -e ".[test,learn2learn,tensorboard]"
 "$py" -c "import torch, torchvision, learn2learn, fewshot_cam" 2>/dev/null
 echo "$want" > "$STAMP"
 echo "fewshot-cam set-up: done ($("$py" -c 'import torch; print("torch", torch.__version__)'))" >&2

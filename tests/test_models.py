@@ -118,3 +118,17 @@ def test_extract_features_on_cuda_matches_cpu_within_bf16(tiny_model):
     gpu = extract_features(gpu_model.to(memory_format=torch.channels_last), images, batch_size=8)
     assert gpu.device.type == "cuda" and gpu.dtype == torch.float32
     torch.testing.assert_close(gpu.cpu(), cpu, rtol=3e-2, atol=3e-2)
+
+
+def test_conv4_2pool_is_conv4_without_its_last_two_pools():
+    coarse, fine = build_backbone("conv4").eval(), build_backbone("conv4-2pool").eval()
+    fine.load_state_dict(coarse.state_dict())  # same parameters: only the pooling differs
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        f = fine(x)
+        assert f.shape == (2, 64, 8, 8)
+        # Oracle: the fine net with 2x2 max-pools re-inserted after blocks 3 and 4 is conv4.
+        h = fine.layers[1](fine.layers[0](x))
+        h = F.max_pool2d(fine.layers[2](h), 2)
+        h = F.max_pool2d(fine.layers[3](h), 2)
+        torch.testing.assert_close(h, coarse(x))
