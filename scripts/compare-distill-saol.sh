@@ -6,11 +6,11 @@
 #   2. evaluate ce, camloss, ccm, saol on the shipped frozen 5-way 1-shot and 5-shot episodes
 #      (ProtoNet, logistic regression) and compare each with CE pairwise on the same episodes;
 #   3. background reliance of all four (ground-truth masks, 5-way 1-shot).
-# Everything lands in $OUT (default runs/benchmark). About 10 minutes on 2 CPU cores.
+# Everything lands in $OUT (default runs/benchmark). About 12 minutes on 2 CPU cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/benchmark}
-fc() { .venv/bin/fewshot-cam "$@"; }
+. scripts/lib.sh
 
 for need in ce camloss; do
     if [ ! -f "$OUT/$need/best.pt" ]; then
@@ -19,20 +19,8 @@ for need in ce camloss; do
     fi
 done
 
-for name in ccm saol; do
-    run="$OUT/$name"
-    if [ -f "$run/done" ]; then
-        echo "== pretrain $name: already done ($run)"
-        continue
-    fi
-    resume=()
-    [ -f "$run/last.pt" ] && resume=(--resume)
-    teacher=()
-    [ "$name" = ccm ] && teacher=(--teacher "$OUT/camloss/best.pt")
-    echo "== pretrain $name -> $run"
-    fc pretrain --config "configs/synthetic-conv4-$name.yaml" "${teacher[@]}" --out "$run" "${resume[@]}"
-    touch "$run/done"
-done
+pretrain_once ccm "$OUT/ccm" configs/synthetic-conv4-ccm.yaml --teacher "$OUT/camloss/best.pt"
+pretrain_once saol "$OUT/saol" configs/synthetic-conv4-saol.yaml
 
 MODELS=(ce camloss ccm saol)
 for shots in 1 5; do

@@ -11,22 +11,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 OUT=${OUT:-runs/benchmark}
-fc() { .venv/bin/fewshot-cam "$@"; }
+. scripts/lib.sh
 mkdir -p "$OUT"
 
 fc data show --dataset synthetic --split train --image-size 32 --out "$OUT/benchmark-train.png"
 
 for loss in ce camloss; do
-    run="$OUT/$loss"
-    if [ -f "$run/done" ]; then
-        echo "== pretrain $loss: already done ($run)"
-        continue
-    fi
-    resume=()
-    [ -f "$run/last.pt" ] && resume=(--resume)
-    echo "== pretrain $loss -> $run"
-    fc pretrain --config "configs/synthetic-conv4-$loss.yaml" --out "$run" "${resume[@]}"
-    touch "$run/done"
+    pretrain_once "$loss" "$OUT/$loss" "configs/synthetic-conv4-$loss.yaml"
 done
 
 for shots in 1 5; do
