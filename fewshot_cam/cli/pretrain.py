@@ -9,6 +9,7 @@ command; rank 0 writes the run folder.
 from __future__ import annotations
 
 import argparse
+import math
 from typing import Any
 
 from fewshot_cam.cli.common import add_data_arguments, add_device_argument, pick_device
@@ -101,7 +102,10 @@ def run(args: argparse.Namespace) -> int:
     with distributed.process_group(info, device):
         state = fit(cfg, device, info, resume_run=args.resume)
     if info.is_main:
-        best = "n/a (validation off)" if state.last_val is None else f"{state.best:.2f}%"
+        if not math.isinf(state.best):
+            best = f"{state.best:.2f}%"
+        else:
+            best = "n/a (validation off)" if cfg.val.every <= 0 else "n/a (no validation yet)"
         last = "" if state.last_val is None else f", last {state.last_val} %"
         print(f"pretrained {describe(cfg)} for {state.epoch} epochs on {cfg.data.dataset}: "
               f"best val {cfg.val.ways}-way {cfg.val.shots}-shot accuracy {best}{last}; run folder {cfg.run.out}")
