@@ -89,25 +89,29 @@ def _coerce(tp: Any, value: Any, key: str, path: str | Path | None) -> Any:
             return value.lower() in ("true", "yes", "1")
         raise UserError(f"config key '{key}': expected true or false, got {value!r}", path)
     if tp in (int, float):
-        if isinstance(value, bool):
-            raise UserError(f"config key '{key}': expected {tp.__name__}, got {value!r}", path)
-        try:
-            number = float(value) if tp is float else value
-            if tp is int:
-                if isinstance(value, float) and value.is_integer():
-                    number = int(value)
-                elif isinstance(value, str):
-                    number = int(value)
-                elif not isinstance(value, int):
-                    raise ValueError
-            return number
-        except (TypeError, ValueError):
-            raise UserError(f"config key '{key}': expected {tp.__name__}, got {value!r}", path) from None
+        return _coerce_number(tp, value, key, path)
     if tp is str:
         if isinstance(value, (dict, list)):
             raise UserError(f"config key '{key}': expected a string, got {value!r}", path)
         return str(value)
     return value
+
+
+def _coerce_number(tp: type, value: Any, key: str, path: str | Path | None) -> int | float:
+    """int or float from a number or a string ('1e-3', which PyYAML leaves a string); bools are refused."""
+    bad = UserError(f"config key '{key}': expected {tp.__name__}, got {value!r}", path)
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise bad
+    try:
+        if tp is float:
+            return float(value)
+        if isinstance(value, float):
+            if not value.is_integer():
+                raise bad
+            return int(value)
+        return int(value)
+    except ValueError:
+        raise bad from None
 
 
 def parse_overrides(overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
