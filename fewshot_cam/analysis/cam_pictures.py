@@ -22,9 +22,10 @@ ROWS_PER_PICTURE = 8
 
 
 def sample_rows(split: Split, n: int, seed: int) -> np.ndarray:
-    """``n`` distinct image indices of ``split`` (all of them if n >= its size), sorted, from ``seed``."""
+    """``n`` distinct image indices of ``split`` (all of them if n >= its size), in random order from
+    ``seed``, so that each picture grid mixes classes (sorted indices would fill a grid with one class)."""
     n = min(n, len(split.images))
-    return np.sort(np.random.default_rng(seed).choice(len(split.images), size=n, replace=False))
+    return np.random.default_rng(seed).choice(len(split.images), size=n, replace=False)
 
 
 def model_maps(
