@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import math
+from typing import Any
 
 import torch
 
+from fewshot_cam.config import merge, parse_overrides, read_yaml
 from fewshot_cam.errors import UserError
 
 
@@ -30,3 +33,60 @@ def add_data_arguments(parser: argparse.ArgumentParser, required: bool = False) 
     """``--dataset D --root R``: where images come from."""
     parser.add_argument("--dataset", required=required, help="mini-imagenet, tiered-imagenet, imagefolder or synthetic")
     parser.add_argument("--root", default=None, help="dataset root folder (not needed for synthetic)")
+
+
+# flag dest -> dotted config key, for the flags every training command shares
+RUN_FLAG_KEYS: dict[str, str] = {
+    "dataset": "data.dataset",
+    "root": "data.root",
+    "image_size": "data.image_size",
+    "epochs": "optim.epochs",
+    "lr": "optim.lr",
+    "out": "run.out",
+    "device": "run.device",
+    "seed": "run.seed",
+}
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, config_help: str, set_example: str) -> None:
+    """``--config FILE`` and repeatable ``--set KEY=VALUE`` (applied last)."""
+    parser.add_argument("--config", default=None, help=config_help)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help=f"override any config key, e.g. --set {set_example} (repeatable; applied last)")
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, epochs_help: str, lr_help: str, out_help: str) -> None:
+    """The training commands' ``--epochs --lr --out --seed --device --resume`` (unset unless given)."""
+    parser.add_argument("--epochs", type=int, default=None, help=epochs_help)
+    parser.add_argument("--lr", type=float, default=None, help=lr_help)
+    parser.add_argument("--out", default=None, help=out_help)
+    parser.add_argument("--seed", type=int, default=None)
+    add_device_argument(parser)
+    parser.set_defaults(device=None)  # unset unless given, so it does not override the file
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+
+
+def flag_values(args: argparse.Namespace, keys: dict[str, str]) -> dict[str, Any]:
+    """The explicitly given flags (not None) as a nested mapping; ``keys``: flag dest -> dotted key."""
+    nested: dict[str, Any] = {}
+    for dest, key in keys.items():
+        if getattr(args, dest) is not None:
+            *sections, name = key.split(".")
+            node = nested
+            for section in sections:
+                node = node.setdefault(section, {})
+            node[name] = getattr(args, dest)
+    return nested
+
+
+def layered_settings(args: argparse.Namespace, keys: dict[str, str]) -> dict[str, Any]:
+    """--config file < explicit flags < --set, as one nested mapping (defaults come from the dataclass)."""
+    data = read_yaml(args.config) if args.config else {}
+    return merge(merge(data, flag_values(args, keys)), parse_overrides(args.overrides))
+
+
+def best_val_summary(best: float, last_val: Any, val_every: int) -> str:
+    """The end-of-run "best val accuracy" phrase of a training command."""
+    if math.isinf(best):
+        return "n/a (validation off)" if val_every <= 0 else "n/a (no validation yet)"
+    return f"{best:.2f}%" + ("" if last_val is None else f", last {last_val} %")
