@@ -5,6 +5,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+import fewshot_cam.io
 import torch
 
 from fewshot_cam.config import to_dict
@@ -112,8 +114,8 @@ def test_crash_mid_write_keeps_the_old_file(saved, tmp_path, monkeypatch, crash_
     if crash_in == "torch.save":
         monkeypatch.setattr(checkpoint.torch, "save", boom)
     else:
-        monkeypatch.setattr(checkpoint.os, "replace", boom)
-    with pytest.raises(OSError, match="disk full"):
+        monkeypatch.setattr(fewshot_cam.io.os, "replace", boom)
+    with pytest.raises(UserError, match="best.pt: cannot write here: disk full"):
         save_checkpoint(target, {"model": {}, "model_config": {}, "num_classes": 1})
     assert target.read_bytes() == before
     assert os.listdir(tmp_path) == ["best.pt"]

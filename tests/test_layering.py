@@ -8,7 +8,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).parent.parent / "fewshot_cam"
 ORDER = ["data", "models", "losses", "training", "evaluation", "analysis", "cli"]
-HELPERS = {"errors", "config", "stats", "progress", "learn2learn_adapter", "__init__", "__main__"}
+HELPERS = {"errors", "config", "stats", "progress", "io", "registry", "learn2learn_adapter", "__init__", "__main__"}
 
 
 def stage_of(module: str) -> int | None:

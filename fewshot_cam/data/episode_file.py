@@ -19,7 +19,6 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +26,7 @@ import numpy as np
 
 import fewshot_cam
 from fewshot_cam.errors import UserError
+from fewshot_cam.io import atomic_write
 
 FORMAT = "fewshot-cam-episodes/1"
 HEADER_KEYS = ("format", "dataset", "split", "ways", "shots", "queries", "n", "seed", "fingerprint")
@@ -55,16 +55,7 @@ def write_episode_file(path: str | Path, contents: EpisodeFile) -> Path:
     data = json.dumps(record, separators=(",", ":")).encode()
     if path.suffix == ".gz":
         data = gzip.compress(data, mtime=0)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, data)
     return path
 
 

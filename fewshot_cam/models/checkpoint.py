@@ -9,9 +9,7 @@ Payload keys (``FORMAT`` = "fewshot-cam/1"): ``format``, ``model`` (state_dict),
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ import torch
 
 from fewshot_cam.config import from_dict
 from fewshot_cam.errors import UserError
+from fewshot_cam.io import atomic_write
 from fewshot_cam.models.classifier import FewShotClassifier
 from fewshot_cam.models.factory import ModelConfig, build_model
 
@@ -49,37 +48,10 @@ def _plain(value: Any, key: str = "payload") -> Any:
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     """Write ``payload`` (``format`` added if missing) to ``path`` atomically.
 
-    The bytes go to a temporary file in the same folder, are fsynced, then ``os.replace``d over
-    ``path``: a crash leaves either the old file or the new one, never half of one.
+    Through :func:`fewshot_cam.io.atomic_write`: a crash leaves either the old file or the new one.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = _plain({"format": FORMAT, **payload})
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Persist the rename itself (best effort: not every OS can open a folder)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    atomic_write(path, lambda f: torch.save(payload, f))
 
 
 def _unwrapped(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
