@@ -195,7 +195,6 @@ def test_mini_pickle_shuffled_within_classes_matches_by_content(world):
 
 def test_tiered_png_pkl_with_word_class_names_and_synsets(world):
     tmp, originals = world
-    rng = np.random.default_rng(2)
     srcs = [(B, 100), (A, 1), (B, 2), (A, 10), (A, 100), (B, 33)]  # not grouped by class
     pngs = []
     for s in srcs:
@@ -214,16 +213,20 @@ def test_tiered_png_pkl_with_word_class_names_and_synsets(world):
     _, result = build(tmp, "tiered-imagenet", root, "LOC_train_solution.csv", size=32, synsets=tmp / "words.txt")
     # canonical order: classes sorted by name (goldfish = B before tench = A), file order within a class
     check(result, [s for s in srcs if s[0] == B] + [s for s in srcs if s[0] == A], 32)
-    del rng
+
+
+def edited_xml(tmp: Path, folder: str, stem: str, edit) -> Path:
+    """A copy of the XML folder in which ``stem``'s file is rewritten by ``edit(text)``; its path."""
+    shutil.copytree(tmp / "xml", tmp / folder)
+    path = tmp / folder / stem.split("_")[0] / f"{stem}.xml"
+    path.write_text(edit(path.read_text()))
+    return path
 
 
 def test_wrong_size_annotation_is_an_error_naming_the_file(world):
     tmp, originals = world
     root = tmp / "mini" if (tmp / "mini").is_dir() else write_ravi(tmp, originals)
-    bad = tmp / "badxml"
-    shutil.copytree(tmp / "xml", bad)
-    path = bad / A / f"{A}_100.xml"
-    path.write_text(path.read_text().replace("<width>64</width>", "<width>640</width>"))
+    path = edited_xml(tmp, "badxml", f"{A}_100", lambda t: t.replace("<width>64</width>", "<width>640</width>"))
     with pytest.raises(UserError, match=f"{path}.*640 x 48.*{A}_100.JPEG is 64 x 48"):
         build(tmp, "mini-imagenet", root, "badxml")
 
@@ -239,10 +242,7 @@ def test_pixel_mismatch_of_a_name_match_is_an_error_naming_both_files(world):
 def test_xml_with_a_doctype_is_refused(world):
     tmp, originals = world
     root = tmp / "mini" if (tmp / "mini").is_dir() else write_ravi(tmp, originals)
-    evil = tmp / "evilxml"
-    shutil.copytree(tmp / "xml", evil)
-    path = evil / B / f"{B}_1.xml"
-    path.write_text('<?xml version="1.0"?><!DOCTYPE a [<!ENTITY e "x">]>' + path.read_text())
+    edited_xml(tmp, "evilxml", f"{B}_1", lambda t: '<?xml version="1.0"?><!DOCTYPE a [<!ENTITY e "x">]>' + t)
     with pytest.raises(UserError, match="DOCTYPE|refused"):
         build(tmp, "mini-imagenet", root, "evilxml")
 

@@ -149,3 +149,19 @@ def test_cam_scores_against_a_mask_file(cli, setup):
     assert code == 0, err
     record = json.loads((setup / "cam" / "localization.json").read_text())
     assert record["n"] == 9 and record["eligible_per_class"]["class1"] == 3  # only the 9 annotated images
+
+
+def test_a_mask_file_of_the_true_masks_gives_the_gt_ablation_exactly(cli, setup):
+    """Every image annotated: same episodes, same masks, so the same numbers as --masks gt."""
+    split = load_split("imagefolder", setup / "data", "test", SIZE)
+    path = write_mask_file(setup / "true.npz", split, split.masks, np.ones(len(split.images), bool),
+                           [""] * len(split.images), "true")
+    records = []
+    for masks in ("gt", path):
+        out = setup / f"ablate-{len(records)}.json"
+        code, _, err = cli("ablate", "--checkpoint", setup / "ce.pt", "--ways", "3", "--shots", "1", "--queries", "2",
+                           "--episodes", "4", "--seed", "5", "--device", "cpu", "--masks", masks, "--json", out)
+        assert code == 0, err
+        records.append(json.loads(out.read_text()))
+    assert records[0]["episodes_hash"] == records[1]["episodes_hash"]
+    assert records[0]["conditions"] == records[1]["conditions"]

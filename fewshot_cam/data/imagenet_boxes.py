@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from fewshot_cam.errors import UserError
 
@@ -69,15 +68,6 @@ def class_files(train_dir: Path, wnid: str) -> list[Path]:
     return sorted(files, key=file_number)
 
 
-def image_size(path: Path) -> tuple[int, int]:
-    """(width, height) from the image header, without decoding the pixels."""
-    try:
-        with Image.open(path) as im:
-            return im.size
-    except FileNotFoundError:
-        raise UserError("image file not found", path) from None
-    except (OSError, ValueError, SyntaxError) as err:
-        raise UserError(f"corrupt image ({err})", path) from None
 
 
 def parse_xml(data: bytes, path: Path) -> ET.Element:
