@@ -284,3 +284,37 @@ def test_cli_writes_a_checked_mask_file_and_prints_coverage(world, cli):
                        "--masks", out, "--out", tmp / "show.png")
     assert code == 0, err
     assert Image.open(tmp / "show.png").size[0] > 200
+
+
+def test_grabcut_refinement_stays_inside_the_boxes(world):
+    tmp, originals = world
+    root = tmp / "mini" if (tmp / "mini").is_dir() else write_ravi(tmp, originals)
+    _, boxes = build(tmp, "mini-imagenet", root)
+    _, cut = build(tmp, "mini-imagenet", root, refine="grabcut")
+    np.testing.assert_array_equal(cut.has_mask, boxes.has_mask)
+    assert not (cut.masks & ~boxes.masks).any() and cut.masks[cut.has_mask].any((1, 2)).all()
+
+
+def test_words_must_name_exactly_one_synset_of_the_train_folder(tmp_path):
+    from fewshot_cam.data.imagenet_boxes import read_synsets, resolve_wnid
+
+    (tmp_path / "LOC_synset_mapping.txt").write_text("n00000001 crane\nn00000002 crane\nn00000003 tench, Tinca tinca\n")
+    table = read_synsets(tmp_path / "LOC_synset_mapping.txt")
+    assert resolve_wnid("Tinca_tinca", table, {"n00000003"}) == "n00000003"
+    assert resolve_wnid("crane", table, {"n00000002", "n00000003"}) == "n00000002"  # the other is not in the folder
+    with pytest.raises(UserError, match=r"'crane' names several synsets \(n00000001, n00000002\)"):
+        resolve_wnid("crane", table, {"n00000001", "n00000002"})
+    with pytest.raises(UserError, match="'heron' names no synset"):
+        resolve_wnid("heron", table, {"n00000001"})
+
+
+def test_a_malformed_loc_csv_names_the_line(tmp_path):
+    from fewshot_cam.data.imagenet_boxes import open_boxes
+
+    path = tmp_path / "LOC_train_solution.csv"
+    path.write_text(f"ImageId,PredictionString\n{A}_1,{A} 1 2 3 4 {A} 5 6 7 8 \n{A}_2,{A} 1 2 3\n")
+    with pytest.raises(UserError, match="LOC_train_solution.csv: line 3: PredictionString has 4 fields"):
+        open_boxes(path)
+    path.write_text(f"ImageId,PredictionString\n{A}_1,{A} 1 2 3 4 {A} 5 6 7 8 \n")
+    annotation = open_boxes(path).get(A, f"{A}_1")
+    assert annotation.size is None and annotation.boxes.tolist() == [[1, 2, 3, 4], [5, 6, 7, 8]]
