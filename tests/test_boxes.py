@@ -268,12 +268,18 @@ def test_cli_writes_a_checked_mask_file_and_prints_coverage(world, cli):
     from fewshot_cam.data.datasets import load_split
 
     tmp, originals = world
-    root = tmp / "mini" if (tmp / "mini").is_dir() else write_ravi(tmp, originals)
+    root = write_ravi(tmp, originals, "mini_cli")
+    shutil.copy(root / "test.csv", root / "val.csv")
     out = tmp / "mini-test.npz"
     code, stdout, err = cli("data", "boxes", "--dataset", "mini-imagenet", "--root", root, "--imagenet-train",
-                            tmp / "train", "--boxes", tmp / "xml", "--split", "test", "--out", out, "--workers", "1")
+                            tmp / "train", "--boxes", tmp / "xml", "--split", "val", "test", "--out",
+                            tmp / "mini-{split}.npz", "--workers", "1")
     assert code == 0, err
     assert "| mini-imagenet/test | 7 " in stdout and "5 (71.4%)" in stdout
+    assert "| total              | 14 " in stdout and "10 (71.4%)" in stdout and (tmp / "mini-val.npz").is_file()
+    code, _, err = cli("data", "boxes", "--dataset", "mini-imagenet", "--root", root, "--imagenet-train",
+                       tmp / "train", "--boxes", tmp / "xml", "--split", "val", "test", "--out", out)
+    assert code == 2 and "must hold {split}" in err
     masks, has_mask = load_mask_file(out, load_split("mini-imagenet", root, "test", 84))
     want = [expected(s, 84) for s in ravi_sources()]
     np.testing.assert_array_equal(masks, np.stack([m for m, _ in want]))

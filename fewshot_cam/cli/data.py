@@ -61,8 +61,9 @@ def add_boxes_arguments(sub) -> None:
     boxes.add_argument("--imagenet-train", required=True, type=Path, help="ImageNet's train folder: <wnid>/<wnid>_<n>.JPEG")
     boxes.add_argument("--boxes", required=True, type=Path,
                        help="folder of VOC XML files (<wnid>/<wnid>_<n>.xml) or LOC_train_solution.csv")
-    boxes.add_argument("--split", required=True, choices=SPLITS)
-    boxes.add_argument("--out", required=True, type=Path, help="mask file to write (FILE.npz)")
+    boxes.add_argument("--split", required=True, nargs="+", choices=SPLITS, help="one or more splits")
+    boxes.add_argument("--out", required=True, help="mask file to write, FILE.npz; with several splits a name "
+                                                    "holding {split}, e.g. masks/mini-{split}.npz")
     boxes.add_argument("--synsets", type=Path, default=None,
                        help="LOC_synset_mapping.txt or words.txt, when class names are words rather than wnids")
     boxes.add_argument("--refine", default="box", choices=REFINES.names(), help=REFINES.describe())
@@ -119,15 +120,22 @@ def _check_out(out: Path) -> Path:
 
 
 def run_boxes(args: argparse.Namespace) -> int:
-    out = _check_out(args.out)
-    request = BoxRequest(dataset=args.dataset, root=args.root, split=args.split, imagenet_train=args.imagenet_train,
-                         boxes=args.boxes, parts=out.with_name(out.name + ".parts"), image_size=args.image_size,
-                         synsets=args.synsets, refine=args.refine, workers=args.workers)
-    split, result = build_box_masks(request, show_progress=sys.stderr.isatty())
-    write_mask_file(out, split, result.masks, result.has_mask, result.source, args.refine)
+    splits = list(dict.fromkeys(args.split))
+    if len(splits) > 1 and "{split}" not in args.out:
+        raise UserError("with several splits, --out must hold {split} (e.g. masks/mini-{split}.npz)", args.out)
+    coverage, written = {}, []
+    for name in splits:
+        out = _check_out(Path(args.out.replace("{split}", name)))
+        request = BoxRequest(dataset=args.dataset, root=args.root, split=name, imagenet_train=args.imagenet_train,
+                             boxes=args.boxes, parts=out.with_name(out.name + ".parts"), image_size=args.image_size,
+                             synsets=args.synsets, refine=args.refine, workers=args.workers)
+        split, result = build_box_masks(request, show_progress=sys.stderr.isatty())
+        written.append(write_mask_file(out, split, result.masks, result.has_mask, result.source, args.refine))
+        coverage[split.name] = result.coverage
     header = ("split", "images", "matched", "with boxes", "by name", "by content", "ambiguous", "distant")
-    print(markdown_table(header, coverage_table(split.name, result.coverage)))
-    print(f"wrote {out} (masks: {args.refine})")
+    print(markdown_table(header, coverage_table(coverage)))
+    for out in written:
+        print(f"wrote {out} (masks: {args.refine})")
     return 0
 
 

@@ -205,9 +205,14 @@ def image_mask(boxes, wnid: str, file: Path, size: tuple[int, int], out: int) ->
     return rasterize_boxes(own, size, out) if len(own) else None
 
 
-def coverage_table(split_name: str, coverage: dict[str, int]) -> list[list[str]]:
-    """Rows for a markdown table: the split and the share of images matched and with boxes."""
-    n = max(coverage["images"], 1)
-    return [[split_name, str(coverage["images"]), f"{coverage['matched']} ({100 * coverage['matched'] / n:.1f}%)",
-             f"{coverage['with boxes']} ({100 * coverage['with boxes'] / n:.1f}%)", str(coverage["by name"]),
-             str(coverage["by content"]), str(coverage["ambiguous"]), str(coverage["distant"])]]
+def coverage_table(coverage: dict[str, dict[str, int]]) -> list[list[str]]:
+    """Rows for a markdown table: one per split (name -> counts), and a total when there are several."""
+    if len(coverage) > 1:
+        coverage = {**coverage, "total": {k: sum(c[k] for c in coverage.values()) for k in COVERAGE}}
+    rows = []
+    for name, c in coverage.items():
+        n = max(c["images"], 1)
+        rows.append([name, str(c["images"]), f"{c['matched']} ({100 * c['matched'] / n:.1f}%)",
+                     f"{c['with boxes']} ({100 * c['with boxes'] / n:.1f}%)",
+                     *(str(c[k]) for k in ("by name", "by content", "ambiguous", "distant"))])
+    return rows
