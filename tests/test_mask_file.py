@@ -79,6 +79,10 @@ def test_load_refuses_a_file_made_for_other_data(tmp_path):
         load_mask_file(path, other)
     with pytest.raises(UserError, match="made for dataset/split mine/test, but the data has mine/val"):
         load_mask_file(path, Split(split.images, split.labels, split.class_names, name="mine/val"))
+    shuffled = split.images.copy()
+    shuffled[0, :2] = 255  # image 0 of class 'a' replaced: same names and sizes, same fingerprint
+    with pytest.raises(UserError, match="1 images differ .* image 0, class 'a'"):
+        load_mask_file(path, Split(shuffled, split.labels, split.class_names, name="mine/test"))
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     with pytest.raises(UserError, match="bad.npz: not a mask file"):
         load_mask_file(tmp_path / "bad.npz", split)

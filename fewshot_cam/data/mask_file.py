@@ -5,11 +5,13 @@ One ``.npz`` per split, aligned with the split's image order exactly as fewshot-
 - ``masks`` (N, H, W) uint8, non-zero = foreground; ``has_mask`` (N,) bool (False: no annotation,
   or no ImageNet source found; the mask is then all zero and must not be used);
 - ``source`` (N,) str: where each mask came from (the ImageNet file name, '' where unmatched);
+- ``thumbs`` (N, 8, 8, 3) uint8: a tiny picture of each image, so that a split whose images were
+  reordered since (same class names and sizes, so the same fingerprint) is caught;
 - metadata: ``format``, ``dataset``, ``split``, ``fingerprint`` (:meth:`Split.fingerprint`),
   ``image_size``, ``refine`` (how boxes became masks).
 
-A mask file that disagrees with the data (length, image size, dataset, split, fingerprint) is an
-error; it is never resized or realigned.
+A mask file that disagrees with the data (length, image size, dataset, split, fingerprint, an image
+that no longer looks like its thumbnail) is an error; it is never resized or realigned.
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
+from fewshot_cam.data.source_match import PIXEL_MAX, array_thumbnails, paired_rms
 from fewshot_cam.data.split import Split
 from fewshot_cam.errors import UserError
 from fewshot_cam.io import atomic_write
 
 FORMAT = "fewshot-cam-masks/1"
 META = ("format", "dataset", "split", "fingerprint", "image_size", "refine")
+SIGNATURE = 8  # side of the per-image thumbnails kept in the file
 
 
 def is_mask_file(value: str | Path | None) -> bool:
@@ -50,7 +54,7 @@ def write_mask_file(path: str | Path, split: Split, masks: np.ndarray, has_mask:
     meta = {"format": FORMAT, "dataset": dataset, "split": name, "fingerprint": split.fingerprint(),
             "image_size": split.image_size, "refine": refine}
     arrays = {"masks": masks * has_mask[:, None, None], "has_mask": has_mask, "source": np.asarray(source, dtype=str),
-              **{k: np.asarray(v) for k, v in meta.items()}}
+              "thumbs": array_thumbnails(split.images, SIGNATURE), **{k: np.asarray(v) for k, v in meta.items()}}
     return atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
 
 
@@ -64,7 +68,7 @@ def read_mask_file(path: str | Path) -> dict:
         raise UserError("mask file not found", path) from None
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as err:
         raise UserError(f"not a mask file (corrupt or not an npz: {err})", path) from None
-    missing = [k for k in ("masks", "has_mask", "source", *META) if k not in data]
+    missing = [k for k in ("masks", "has_mask", "source", "thumbs", *META) if k not in data]
     if missing:
         raise UserError(f"not a mask file: no {', '.join(missing)}", path)
     for key in META:
@@ -92,6 +96,10 @@ def load_mask_file(path: str | Path, split: Split) -> tuple[np.ndarray, np.ndarr
     masks, has_mask = data["masks"] != 0, data["has_mask"].astype(bool)
     if masks.shape != split.images.shape[:3] or has_mask.shape != (len(split.images),):
         raise UserError(f"masks {masks.shape} / has_mask {has_mask.shape} do not fit images {split.images.shape}", path)
+    moved = np.flatnonzero(paired_rms(array_thumbnails(split.images, SIGNATURE), data["thumbs"]) > PIXEL_MAX)
+    if len(moved):
+        raise UserError(f"{len(moved)} images differ from those the masks were made for (first: image {moved[0]}, "
+                        f"class {split.class_names[split.labels[moved[0]]]!r}): the split changed or was reordered", path)
     return masks, has_mask
 
 

@@ -35,9 +35,9 @@ MATCH_MAX = 24.0
 MARGIN = 0.6
 
 
-def thumbnail(image: Image.Image) -> np.ndarray:
-    """(THUMB, THUMB, 3) uint8 of a PIL image, squashed with a box filter."""
-    return np.asarray(image.convert("RGB").resize((THUMB, THUMB), Image.Resampling.BOX))
+def thumbnail(image: Image.Image, size: int = THUMB) -> np.ndarray:
+    """(size, size, 3) uint8 of a PIL image, squashed with a box filter."""
+    return np.asarray(image.convert("RGB").resize((size, size), Image.Resampling.BOX))
 
 
 def thumbnail_files(paths: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -57,9 +57,11 @@ def thumbnail_files(paths: list[str]) -> tuple[np.ndarray, np.ndarray]:
     return thumbs, sizes
 
 
-def array_thumbnails(images: np.ndarray) -> np.ndarray:
-    """(N, H, W, 3) uint8 -> (N, THUMB, THUMB, 3) uint8."""
-    return np.stack([thumbnail(Image.fromarray(im)) for im in images]) if len(images) else np.zeros((0, THUMB, THUMB, 3), np.uint8)
+def array_thumbnails(images: np.ndarray, size: int = THUMB) -> np.ndarray:
+    """(N, H, W, 3) uint8 -> (N, size, size, 3) uint8."""
+    if not len(images):
+        return np.zeros((0, size, size, 3), np.uint8)
+    return np.stack([thumbnail(Image.fromarray(im), size) for im in images])
 
 
 def distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -81,11 +83,15 @@ def nearest(dist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.where(reason == "", order[:, 0], -1), reason
 
 
+def paired_rms(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(n,) RMS difference of thumbnail a[i] and b[i], in 0..255 units."""
+    diff = a.reshape(len(a), -1).astype(np.float64) - b.reshape(len(b), -1)
+    return np.sqrt((diff ** 2).mean(1)) if len(a) else np.zeros(0)
+
+
 def check_named(dataset_thumbs: np.ndarray, source_thumbs: np.ndarray, wheres: list[str], sources: list[str]) -> None:
     """A name-based match must look like its source (RMS <= PIXEL_MAX), else UserError naming both files."""
-    a = dataset_thumbs.reshape(len(dataset_thumbs), -1).astype(np.float64)
-    b = source_thumbs.reshape(len(source_thumbs), -1).astype(np.float64)
-    rms = np.sqrt(((a - b) ** 2).mean(1)) if len(a) else np.zeros(0)
+    rms = paired_rms(dataset_thumbs, source_thumbs)
     bad = np.flatnonzero(rms > PIXEL_MAX)
     if len(bad):
         i = bad[0]
