@@ -2,7 +2,8 @@
 
 Checkpoint, data and episode resolution are ``fewshot_cam.evaluation.run``'s (the same rules as
 ``fewshot-cam eval``: the checkpoint's data by default, an episode file, seeded draws, or the shipped
-frozen file). Masks are the dataset's ground truth ("gt") or an attribution map of a mask model
+frozen file). Masks are the dataset's ground truth ("gt"), a mask file (``FILE.npz`` from ``data boxes``:
+episodes are then drawn only from the images that have a mask) or an attribution map of a mask model
 thresholded at ``mask_threshold`` ("cam", "gradcam", "gradcam++", "scorecam").
 """
 
@@ -17,6 +18,7 @@ import torch
 from fewshot_cam.analysis.ablation import CONDITIONS, FILLS, attribution_masks, compact, run_ablation, summarize
 from fewshot_cam.analysis.attribution import METHODS as ATTRIBUTIONS
 from fewshot_cam.data.datasets import load_split
+from fewshot_cam.data.mask_file import is_mask_file, with_mask_file
 from fewshot_cam.data.split import Split
 from fewshot_cam.errors import UserError
 from fewshot_cam.evaluation.episodic import check_methods
@@ -45,8 +47,8 @@ class AblationRequest:
     cam_batch_size: int = 64
 
     def __post_init__(self) -> None:
-        if self.masks not in MASK_SOURCES:
-            raise UserError(f"unknown mask source '{self.masks}' (valid: {', '.join(MASK_SOURCES)})")
+        if self.masks not in MASK_SOURCES and not is_mask_file(self.masks):
+            raise UserError(f"unknown mask source '{self.masks}' (valid: {', '.join(MASK_SOURCES)}, or FILE.npz)")
         if self.fill not in FILLS:
             raise UserError(f"unknown fill '{self.fill}' (valid: {', '.join(FILLS)})")
         if not 0.0 < self.mask_threshold < 1.0:
@@ -55,12 +57,12 @@ class AblationRequest:
     @property
     def own_cam(self) -> bool:
         """True when the evaluated model's own maps decide what is foreground."""
-        return self.masks != "gt" and self.mask_model is None
+        return self.masks != "gt" and not is_mask_file(self.masks) and self.mask_model is None
 
 
 def foreground_masks(request: AblationRequest, split: Split, rows: np.ndarray, model, progress: bool) -> torch.Tensor:
     """(U, H, W) bool foreground masks of the split images ``rows``: ground truth or a mask model's maps."""
-    if request.masks == "gt":
+    if request.masks == "gt" or is_mask_file(request.masks):
         if split.masks is None:
             raise UserError(f"--masks gt needs ground-truth masks, but {split.name} has none "
                             f"(use --masks cam|gradcam|gradcam++|scorecam with --mask-model)", split.source or None)
@@ -81,6 +83,9 @@ def run_background_ablation(request: AblationRequest, device: torch.device, prog
     model, ckpt = load_model(ev.checkpoint, backbone=ev.backbone, map_location=device)
     dataset, root, image_size = data_settings(ckpt, ev)
     split = load_split(dataset, root, ev.split, image_size)
+    eligible = None
+    if is_mask_file(request.masks):  # episodes only from images with a mask
+        split, eligible = with_mask_file(split, request.masks)
     episodes = choose_episodes(split, ev)
     rows, local = compact(episodes.indices)
     masks = foreground_masks(request, split, rows, model, progress)
@@ -93,6 +98,7 @@ def run_background_ablation(request: AblationRequest, device: torch.device, prog
         "checkpoint": str(ev.checkpoint), "dataset": dataset, "split": ev.split, "image_size": image_size,
         "masks": request.masks, "mask_model": request.mask_model, "mask_threshold": request.mask_threshold,
         "fill": request.fill, "foreground_fraction": float(masks.float().mean()),
+        "eligible_per_class": eligible,
     }
     return {**settings, **summarize(results, episodes.ways)}
 

@@ -16,6 +16,7 @@ from fewshot_cam.analysis.ablation_run import (
 from fewshot_cam.analysis.pictures import save_condition_bars, write_json
 from fewshot_cam.cli import eval as eval_cli
 from fewshot_cam.cli.common import pick_device
+from fewshot_cam.data.mask_file import is_mask_file
 from fewshot_cam.evaluation.episodic import check_methods
 from fewshot_cam.evaluation.run import EvalRequest
 
@@ -23,8 +24,9 @@ from fewshot_cam.evaluation.run import EvalRequest
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     eval_cli.add_arguments(parser)  # checkpoint, setting, episodes, data, device, --json: as for eval
     parser.set_defaults(methods="protonet")
-    parser.add_argument("--masks", default="gt", choices=MASK_SOURCES,
-                        help="foreground masks: the dataset's ground truth, or a mask model's attribution maps")
+    parser.add_argument("--masks", default="gt", type=mask_source, metavar="{" + ",".join(MASK_SOURCES) + ",FILE.npz}",
+                        help="foreground masks: the dataset's ground truth, a mask file from 'data boxes' "
+                             "(episodes then use only images with a mask), or a mask model's attribution maps")
     parser.add_argument("--mask-model", default=None,
                         help="checkpoint whose maps give the masks (default: the evaluated model, with a warning)")
     parser.add_argument("--mask-threshold", type=float, default=0.5, help="foreground = normalised map >= this")
@@ -32,6 +34,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="what replaces removed pixels: per-image mean colour, black, or a heavy blur")
     parser.add_argument("--cam-batch-size", type=int, default=64, help="images (and Score-CAM masked copies) per pass")
     parser.add_argument("--plot", default=None, help="write a bar chart (PNG) of the three conditions here")
+
+
+def mask_source(value: str) -> str:
+    if value in MASK_SOURCES or is_mask_file(value):
+        return value
+    raise argparse.ArgumentTypeError(f"invalid choice {value!r} (choose from {', '.join(MASK_SOURCES)} or a FILE.npz)")
 
 
 def request_from_args(args: argparse.Namespace) -> AblationRequest:

@@ -11,6 +11,7 @@ from fewshot_cam.analysis.cam_pictures import localization_summary, model_maps, 
 from fewshot_cam.analysis.pictures import write_json
 from fewshot_cam.cli.common import add_data_arguments, add_device_argument, pick_device
 from fewshot_cam.data.datasets import load_split
+from fewshot_cam.data.mask_file import with_mask_file
 from fewshot_cam.evaluation.results import markdown_table
 from fewshot_cam.evaluation.run import EvalRequest, data_settings
 from fewshot_cam.models.checkpoint import load_model
@@ -28,6 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the image sample")
     parser.add_argument("--threshold", type=float, default=0.2, help="localisation: fraction of the map's max kept")
     parser.add_argument("--batch-size", type=int, default=64, help="images (and Score-CAM masked copies) per pass")
+    parser.add_argument("--masks", default=None, type=Path, metavar="FILE.npz",
+                        help="score against a mask file's masks (from 'data boxes'); samples only images with one")
     parser.add_argument("--out", required=True, type=Path, help="folder for the PNGs (and localization.json)")
     add_device_argument(parser)
 
@@ -47,6 +50,8 @@ def run(args: argparse.Namespace) -> int:
                           image_size=args.image_size)
     dataset, root, image_size = data_settings(loaded[0][1], request)
     split = load_split(dataset, root, args.split, image_size)
+    eligible = None if args.masks is None else with_mask_file(split, args.masks)
+    split = split if eligible is None else eligible[0]
     rows = sample_rows(split, args.n, args.seed)
     models = dict(zip(labels_for(args.checkpoint), (model for model, _ in loaded)))
     maps = model_maps(models, split.images[rows], args.method, args.batch_size, progress=sys.stderr.isatty())
@@ -60,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"\n{args.method} localisation on {len(rows)} images of {split.name} (threshold {args.threshold} of max):\n")
     print(markdown_table(("checkpoint", "loc. acc % (box IoU >= 0.5)", "mean mask IoU", "images"), table))
     record = {"method": args.method, "dataset": dataset, "split": args.split, "n": len(rows), "seed": args.seed,
-              "threshold": args.threshold, "checkpoints": args.checkpoint, "localization": scores}
+              "threshold": args.threshold, "checkpoints": args.checkpoint, "localization": scores,
+              "mask_file": None if args.masks is None else str(args.masks),
+              "eligible_per_class": None if eligible is None else eligible[1]}
     print(f"wrote {write_json(args.out / 'localization.json', record)}")
     return 0

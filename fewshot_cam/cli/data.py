@@ -1,12 +1,20 @@
-"""``fewshot-cam data {info,synth,show}``: inspect a dataset, write or preview the built-in benchmark."""
+"""``fewshot-cam data {info,synth,show,boxes,boxes-from-masks}``: inspect a dataset, write or preview the
+built-in benchmark, build foreground-mask files from ImageNet's boxes (or boxes from true masks)."""
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from pathlib import Path
 
 from fewshot_cam.cli.common import add_data_arguments
+from fewshot_cam.data.box_masks import BOX_SHAPES, REFINES, boxes_from_masks
+from fewshot_cam.data.boxes import BoxRequest, build_box_masks, coverage_table
 from fewshot_cam.data.datasets import detect_layout, load_split, split_info
+from fewshot_cam.data.mask_file import with_mask_file, write_mask_file
+from fewshot_cam.errors import UserError
+from fewshot_cam.evaluation.results import markdown_table
 from fewshot_cam.data.split import SPLITS
 from fewshot_cam.data.preview import save_grid
 from fewshot_cam.data.synthetic import SynthConfig, write_synthetic
@@ -40,7 +48,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     show.add_argument("--n-classes", type=int, default=8)
     show.add_argument("--per-class", type=int, default=6)
     show.add_argument("--seed", type=int, default=0, help="which classes and images are drawn")
+    show.add_argument("--masks", default=None, type=Path, metavar="FILE.npz",
+                      help="outline the masks of a mask file (from 'data boxes'); only images with a mask are shown")
     show.set_defaults(_data_run=run_show)
+    add_boxes_arguments(sub)
+
+
+def add_boxes_arguments(sub) -> None:
+    boxes = sub.add_parser("boxes", help="foreground masks of a split from ImageNet's box annotations")
+    boxes.add_argument("--dataset", required=True, choices=("mini-imagenet", "tiered-imagenet", "imagefolder"))
+    boxes.add_argument("--root", required=True, help="the few-shot dataset's root folder")
+    boxes.add_argument("--imagenet-train", required=True, type=Path, help="ImageNet's train folder: <wnid>/<wnid>_<n>.JPEG")
+    boxes.add_argument("--boxes", required=True, type=Path,
+                       help="folder of VOC XML files (<wnid>/<wnid>_<n>.xml) or LOC_train_solution.csv")
+    boxes.add_argument("--split", required=True, nargs="+", choices=SPLITS, help="one or more splits")
+    boxes.add_argument("--out", required=True, help="mask file to write, FILE.npz; with several splits a name "
+                                                    "holding {split}, e.g. masks/mini-{split}.npz")
+    boxes.add_argument("--synsets", type=Path, default=None,
+                       help="LOC_synset_mapping.txt or words.txt, when class names are words rather than wnids")
+    boxes.add_argument("--refine", default="box", choices=REFINES.names(), help=REFINES.describe())
+    boxes.add_argument("--image-size", type=int, default=84, help="the size the split is loaded at (default 84)")
+    boxes.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="decoding processes")
+    boxes.set_defaults(_data_run=run_boxes)
+
+    coarse = sub.add_parser("boxes-from-masks", help="a mask file of boxes around a split's true masks")
+    add_data_arguments(coarse)
+    coarse.set_defaults(dataset="synthetic")
+    coarse.add_argument("--split", required=True, choices=SPLITS)
+    coarse.add_argument("--out", required=True, type=Path, help="mask file to write (FILE.npz)")
+    coarse.add_argument("--image-size", type=int, default=84)
+    coarse.add_argument("--shape", default="component", choices=BOX_SHAPES.names(), help=BOX_SHAPES.describe())
+    coarse.set_defaults(_data_run=run_boxes_from_masks)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -68,6 +106,48 @@ def run_synth(args: argparse.Namespace) -> int:
 
 def run_show(args: argparse.Namespace) -> int:
     split = load_split(args.dataset, args.root, args.split, args.image_size)
+    if args.masks is not None:
+        split, _ = with_mask_file(split, args.masks)
     save_grid(split, args.out, args.n_classes, args.per_class, seed=args.seed)
     print(f"wrote {args.out}")
+    return 0
+
+
+def _check_out(out: Path) -> Path:
+    if out.suffix != ".npz":
+        raise UserError("a mask file's name must end in .npz", out)
+    return out
+
+
+def run_boxes(args: argparse.Namespace) -> int:
+    splits = list(dict.fromkeys(args.split))
+    if len(splits) > 1 and "{split}" not in args.out:
+        raise UserError("with several splits, --out must hold {split} (e.g. masks/mini-{split}.npz)", args.out)
+    coverage, written = {}, []
+    for name in splits:
+        out = _check_out(Path(args.out.replace("{split}", name)))
+        request = BoxRequest(dataset=args.dataset, root=args.root, split=name, imagenet_train=args.imagenet_train,
+                             boxes=args.boxes, parts=out.with_name(out.name + ".parts"), image_size=args.image_size,
+                             synsets=args.synsets, refine=args.refine, workers=args.workers)
+        split, result = build_box_masks(request, show_progress=sys.stderr.isatty())
+        written.append(write_mask_file(out, split, result.masks, result.has_mask, result.source, args.refine))
+        coverage[split.name] = result.coverage
+    header = ("split", "images", "matched", "with boxes", "by name", "by content", "ambiguous", "distant")
+    print(markdown_table(header, coverage_table(coverage)))
+    for out in written:
+        print(f"wrote {out} (masks: {args.refine})")
+    return 0
+
+
+def run_boxes_from_masks(args: argparse.Namespace) -> int:
+    out = _check_out(args.out)
+    split = load_split(args.dataset, args.root, args.split, args.image_size)
+    if split.masks is None:
+        raise UserError(f"{split.name} has no true masks to draw boxes around", args.root)
+    boxes = boxes_from_masks(split.masks, args.shape)
+    has_mask = boxes.any((1, 2))
+    write_mask_file(out, split, boxes, has_mask, [f"{args.shape} box" if h else "" for h in has_mask],
+                    f"boxes-from-masks:{args.shape}")
+    print(f"wrote {out}: {int(has_mask.sum())} of {len(has_mask)} images with a box mask "
+          f"(foreground {boxes.mean():.3f} of the pixels, true masks {split.masks.mean():.3f})")
     return 0
