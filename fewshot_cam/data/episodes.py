@@ -224,8 +224,10 @@ def load_episode_file(path: str | Path, split: Split) -> EpisodeSet:
         raise UserError(f"episode file names class '{unknown[0]}', which split {split.name} lacks", path)
     classes = np.array([lookup[name] for name in contents.classes], dtype=np.int64)[contents.class_ids]  # (E, N)
     sizes = np.asarray(split.class_sizes())[classes][..., None]
-    if (contents.image_ids >= sizes).any():
-        raise UserError("corrupt episode file: an image index exceeds its class size", path)
+    over = (contents.image_ids >= sizes).reshape(len(sizes), -1).any(axis=1)  # (E,)
+    if over.any():
+        e = int(np.flatnonzero(over)[0])
+        raise UserError(f"corrupt episode file: episode {e} has an image index beyond its class's size", path)
     indices = index_table(split)[classes[..., None], contents.image_ids]  # (E, N, K+Q)
     return EpisodeSet(torch.from_numpy(indices), h["ways"], h["shots"], h["queries"], h["seed"], Path(path),
                       h["fingerprint"])
