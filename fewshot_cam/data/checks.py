@@ -8,10 +8,11 @@ foreground masks (:func:`check_masks`, which can also skip the bad ones when the
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from fewshot_cam.data.split import Split
 from fewshot_cam.errors import UserError
 
 MASK_POLICIES = ("error", "skip")
@@ -93,10 +94,11 @@ def check_csv_rows(rows: Sequence[tuple[int, str, str]], path: Path) -> None:
         seen[name] = (line, label)
 
 
-def check_masks(masks: np.ndarray, where: str, policy: str = "error", names: Sequence[str] | None = None) -> np.ndarray:
+def check_masks(masks: np.ndarray, where: str | Path, policy: str = "error",
+                name: Callable[[int], str] | None = None) -> np.ndarray:
     """Indices of the masks (N, H, W) bool that are neither all background nor all foreground.
 
-    ``policy="error"``: UserError naming ``where`` and the first bad index (``names[i]`` when given);
+    ``policy="error"``: UserError naming ``where`` and the first bad index (as ``name(i)`` when given);
     ``policy="skip"``: the bad ones are left out of the returned indices (the caller reports how many).
     """
     if policy not in MASK_POLICIES:
@@ -106,7 +108,18 @@ def check_masks(masks: np.ndarray, where: str, policy: str = "error", names: Seq
     bad = np.flatnonzero(empty | full)
     if bad.size and policy == "error":
         i = int(bad[0])
-        label = names[i] if names is not None else f"image {i}"
+        label = name(i) if name is not None else f"image {i}"
         raise UserError(f"{label}: the mask is all {'background' if empty[i] else 'foreground'} "
                         f"({bad.size} of {len(flat)} masks empty or full; nothing to localise)", where)
     return np.flatnonzero(~(empty | full))
+
+
+def check_split_masks(split: Split, rows: np.ndarray, policy: str = "error") -> np.ndarray:
+    """:func:`check_masks` on ``split.masks[rows]``; errors name the split's source and the image
+    (split index and class). Returns the kept positions into ``rows``."""
+    rows = np.asarray(rows)
+
+    def name(i: int) -> str:
+        return f"{split.name} image {rows[i]} (class {split.class_names[split.labels[rows[i]]]})"
+
+    return check_masks(split.masks[rows], split.source or split.name, policy, name)
