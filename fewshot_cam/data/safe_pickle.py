@@ -15,6 +15,7 @@ arrays. Python 2 names (``__builtin__.unicode``, ``long``) map to their Python 3
 
 from __future__ import annotations
 
+import _compat_pickle
 import builtins
 import codecs
 import io
@@ -75,8 +76,8 @@ class SafeUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         try:
             return ALLOWED[(module, name)]
-        except KeyError:
-            raise RefusedGlobal(f"{module}.{name}") from None
+        except KeyError:  # named as Python 3 calls it (__builtin__ -> builtins) in the message
+            raise RefusedGlobal(f"{_compat_pickle.IMPORT_MAPPING.get(module, module)}.{name}") from None
 
     def persistent_load(self, pid: Any) -> Any:
         raise pickle.UnpicklingError("persistent ids are not allowed in a data file")
