@@ -244,8 +244,10 @@ def csv_root(tmp_path, text: bytes):
     (b"filename,label\na1.jpg,a\na2.jpg,a\na1.jpg,a\n", "line 4: a1.jpg already on line 2 (duplicate row)"),
     (b"filename,label\na1.jpg,a\nb1.jpg,b\na1.jpg,b\n", "line 4: a1.jpg already on line 2 (shared by classes 'a' and 'b')"),
     (b"filename,label\na1.jpg,\n", "line 2: empty label"),
+    (b"filename,label\n", "split 'train' lists no images"),
+    (b"filename,label\na1.jpg,\"" + b"a" * 200_000 + b"\"\n", "not a csv file (field larger than field limit"),
     (b"filename,label\na1.jpg,a\nb1.jpg,\xe9t\xe9\n", "not UTF-8 text: byte 0xe9 at offset 31 (line 3)"),
-])
+], ids=["duplicate row", "shared row", "empty label", "no rows", "huge field", "not utf-8"])
 def test_bad_csv(tmp_path, text, expected):
     path = csv_root(tmp_path, text)
     raises([path, expected], load_split, "mini-imagenet", tmp_path, "train", image_size=8)

@@ -166,6 +166,8 @@ def decode_split(source: Source, names: Sequence[str], items: Sequence, fn: Call
     ``fn(item) -> (S, S, 3) uint8``; ``where(item)`` names the item in errors; ``masks`` optional
     mask files (or None entries for images without one).
     """
+    if len(names) == 0:
+        raise UserError(f"split '{source.split}' lists no images", source.files[0] if source.files else source.root)
     class_names, order, labels = canonical_order(names)
     ordered = [items[i] for i in order]
     images = np.empty((len(ordered), image_size, image_size, 3), np.uint8)
