@@ -377,3 +377,20 @@ def test_cache_files_are_fsynced_before_the_rename(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "rename", lambda a, b: events.append("rename") or real_rename(a, b))
     load_split("mini-imagenet", tmp_path / "root", "train", image_size=8)
     assert "rename" in events and events.index("rename") >= 4  # images, labels, meta, folder
+
+
+# ---------------------------------------------------------------- the CLI
+def test_data_info_on_a_malicious_pickle(cli, tmp_path):
+    """The issue's example: ``data info`` on a mini-ImageNet pickle whose __reduce__ runs a command."""
+    marker = tmp_path / "ran"
+    path = mini_root(tmp_path / "root", {"a": [0, 1], "b": Runs(os.system, f"touch {marker}")})
+    code, out, err = cli("data", "info", "--dataset", "mini-imagenet", "--root", tmp_path / "root")
+    assert code == 2 and err.count("\n") == 1 and str(path) in err and "posix.system" in err
+    assert not marker.exists()
+
+
+def test_data_show_to_an_unwritable_place(cli, tmp_path):
+    (tmp_path / "file").write_text("")
+    for out, expected in [(tmp_path / "file" / "g.png", "cannot write here"), (tmp_path / "g.xyz", "unknown picture format")]:
+        code, _, err = cli("data", "show", "--dataset", "synthetic", "--split", "test", "--out", out)
+        assert code == 2 and err.count("\n") == 1 and expected in err and str(out) in err
