@@ -87,6 +87,9 @@ def test_codecs_only_latin1_and_no_other_globals(tmp_path):
     evil = b"\x80\x02c_codecs\nencode\nX\x03\x00\x00\x00abcX\x06\x00\x00\x00base64\x86R."
     with pytest.raises(pickle.UnpicklingError):
         safe_loads(evil)
+    with pytest.raises(pickle.UnpicklingError, match="not allowed"):
+        safe_loads(b"\x80\x02c__builtin__\nbytes\nJ\x00\x00\x00\x40\x85R.")  # bytes(2**30): 1 GiB of zeros
+    assert safe_loads(pickle.dumps(b"", protocol=2)) == b""  # bytes() with no argument is data
     path = tmp_path / "p.pkl"
     path.write_bytes(pickle.dumps(np.random.default_rng(0)))
     raises([path, "numpy.random"], safe_load, path)
@@ -226,6 +229,7 @@ def test_zero_size_and_empty_images(tmp_path):
     ({"a": np.array([0.0, 1.0])}, "must hold integers, found dtype float64"),
     ({"a": [0, 9]}, "names row 9, but image_data has 6 rows"),
     ({"a": 3}, "must be a list of integers, found int"),
+    ({None: [0]}, "class_dict key None is not a class name"),
 ])
 def test_bad_class_dict(tmp_path, class_dict, expected):
     path = mini_root(tmp_path, class_dict)

@@ -90,6 +90,9 @@ def read_cache_pickle(path: Path) -> tuple[np.ndarray, dict[str, list[int]]]:
     images = check_image_array(data["image_data"], "image_data", path)
     if not isinstance(data["class_dict"], dict):
         raise UserError(f"class_dict must be a dict, found {type(data['class_dict']).__name__}", path)
+    odd = [k for k in data["class_dict"] if not isinstance(k, (str, bytes, np.str_, np.bytes_))]
+    if odd:
+        raise UserError(f"class_dict key {odd[0]!r} is not a class name (str or bytes)", path)
     rows = {k: integer_array(v, f"class_dict[{k!r}]", path) for k, v in str_keys(data["class_dict"]).items()}
     check_class_rows(rows, len(images), path)
     return images, {k: v.tolist() for k, v in rows.items()}

@@ -37,7 +37,10 @@ def _latin1_encode(text: str, encoding: str = "utf-8", errors: str = "strict") -
 
 
 def _numpy_allowed() -> dict[tuple[str, str], Any]:
-    from numpy._core import multiarray, numeric  # numpy >= 2; numpy.core.* pickles map here too
+    try:  # numpy >= 2; pickles written by numpy 1 name numpy.core.*, which maps here too
+        from numpy._core import multiarray, numeric
+    except ImportError:  # numpy 1
+        from numpy.core import multiarray, numeric
 
     found = {}
     for package in ("numpy._core", "numpy.core"):
@@ -49,8 +52,19 @@ def _numpy_allowed() -> dict[tuple[str, str], Any]:
     return found
 
 
-_BUILTINS = {name: getattr(builtins, name) for name in ("dict", "list", "tuple", "set", "frozenset", "str", "bytes",
-                                                         "bytearray", "int", "float", "bool", "complex")}
+def _sized(cls: type) -> Any:
+    """``bytes`` / ``bytearray`` as a pickle may call them: from data, never ``bytes(10**12)`` zeros."""
+    def build(*args: Any) -> Any:
+        if args and isinstance(args[0], int):
+            raise pickle.UnpicklingError(f"{cls.__name__}(<int>) is not allowed in a data file")
+        return cls(*args)
+
+    return build
+
+
+_BUILTINS = {name: getattr(builtins, name) for name in ("dict", "list", "tuple", "set", "frozenset", "str",
+                                                         "int", "float", "bool", "complex")}
+_BUILTINS.update(bytes=_sized(bytes), bytearray=_sized(bytearray))
 ALLOWED: dict[tuple[str, str], Any] = {
     **{(module, name): obj for module in ("builtins", "__builtin__") for name, obj in _BUILTINS.items()},
     ("__builtin__", "unicode"): str,

@@ -84,7 +84,8 @@ def check_png_list(images: object, path: Path) -> None:
         raise UserError(f"expected a list of PNG byte arrays, got {type(images).__name__}", path)
     for i, b in enumerate(images):
         if not isinstance(b, (bytes, bytearray)) and not (isinstance(b, np.ndarray) and b.dtype == np.uint8):
-            raise UserError(f"image {i} is {type(b).__name__} {getattr(b, 'dtype', '')}, not PNG bytes", path)
+            kind = f"an array of {b.dtype}" if isinstance(b, np.ndarray) else type(b).__name__
+            raise UserError(f"image {i} is {kind}, not PNG bytes", path)
 
 
 def load_npz_images(path: Path) -> np.ndarray:
