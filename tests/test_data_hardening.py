@@ -398,3 +398,20 @@ def test_data_show_to_an_unwritable_place(cli, tmp_path):
     for out, expected in [(tmp_path / "file" / "g.png", "cannot write here"), (tmp_path / "g.xyz", "unknown picture format")]:
         code, _, err = cli("data", "show", "--dataset", "synthetic", "--split", "test", "--out", out)
         assert code == 2 and err.count("\n") == 1 and expected in err and str(out) in err
+
+
+def test_split_masks_named_by_image_and_class(tmp_path):
+    image = Image.fromarray(np.zeros((6, 6, 3), np.uint8))
+    root = tmp_path / "folder"
+    for cls, fill in (("a", 1), ("b", 0)):
+        (root / "train" / cls).mkdir(parents=True)
+        (root / "masks" / "train" / cls).mkdir(parents=True)
+        image.save(root / "train" / cls / "x.png")
+        mask = np.zeros((6, 6), np.uint8)
+        mask[:3] = fill
+        Image.fromarray(mask).save(root / "masks" / "train" / cls / "x.png")
+    split = load_split("imagefolder", root, "train", image_size=6)  # loading itself is fine
+    from fewshot_cam.data.checks import check_split_masks
+
+    raises([root, "image 1 (class b)", "all background"], check_split_masks, split, np.array([0, 1]))
+    np.testing.assert_array_equal(check_split_masks(split, np.array([1, 0]), policy="skip"), [1])

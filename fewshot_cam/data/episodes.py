@@ -31,7 +31,7 @@ from fewshot_cam.errors import UserError
 __all__ = [
     "EpisodeSampler", "EpisodeSet", "make_episodes", "save_episode_file", "load_episode_file",
     "save_episodes_for_classes", "find_shipped_episodes", "read_episode_header", "episode_dirs",
-    "index_table", "check_setting", "check_seed", "available_memory",
+    "index_table", "check_setting", "check_seed", "check_episode_count", "available_memory",
 ]
 
 
@@ -175,7 +175,7 @@ def available_memory() -> int | None:
         return None
 
 
-def _check_n(n: int, where: str, ways: int = 1, shots: int = 0, queries: int = 1) -> None:
+def check_episode_count(n: int, where: str, ways: int = 1, shots: int = 0, queries: int = 1) -> None:
     """n a whole number >= 1 whose episodes fit in the memory available (checked before allocating)."""
     if isinstance(n, bool) or int(n) != n or n < 1:
         raise UserError(f"number of episodes n must be a whole number >= 1, got {n} (split {where})")
@@ -196,7 +196,7 @@ def check_seed(seed: object) -> int:
 
 def make_episodes(split: Split, ways: int, shots: int, queries: int, n: int, seed: int = 0) -> EpisodeSet:
     """``n`` episodes of ``split`` from :class:`EpisodeSampler` with ``seed``."""
-    _check_n(n, split.name, ways, shots, queries)
+    check_episode_count(n, split.name, ways, shots, queries)
     indices = EpisodeSampler(split, ways, shots, queries, seed).sample(n)
     return EpisodeSet(indices, ways, shots, queries, seed, None, split.fingerprint())
 
@@ -240,7 +240,7 @@ def save_episodes_for_classes(path: str | Path, dataset: str, split: str, class_
     """
     if list(class_names) != sorted(class_names):
         raise UserError(f"class names of {dataset}/{split} must be sorted")
-    _check_n(n, f"{dataset}/{split}", ways, shots, queries)
+    check_episode_count(n, f"{dataset}/{split}", ways, shots, queries)
     classes, within = EpisodeSampler(class_sizes, ways, shots, queries, seed).sample_within(n)
     header = dict(format=FORMAT, dataset=dataset, split=split, ways=ways, shots=shots, queries=queries, n=n,
                   seed=seed, fingerprint=class_fingerprint(class_names, class_sizes))
