@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from fewshot_cam.data.pixels import BadPixels, mask_values, to_rgb
-from fewshot_cam.data.safe_pickle import PICKLE_ERRORS, safe_load
+from fewshot_cam.data.safe_pickle import safe_load
 from fewshot_cam.data.split import SPLITS, Split
 from fewshot_cam.errors import UserError
 from fewshot_cam.progress import progress
@@ -28,7 +28,6 @@ from fewshot_cam.progress import progress
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 PROGRESS_MIN = 2000  # show a progress bar from this many images on
 _CHUNK = 256
-__all__ = ["PICKLE_ERRORS", "IMAGE_ERRORS", "Source", "load_pickle", "decode_image", "decode_mask"]
 # What PIL raises on a truncated or corrupt PNG/JPEG.
 IMAGE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
