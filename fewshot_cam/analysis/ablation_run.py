@@ -17,6 +17,7 @@ import torch
 
 from fewshot_cam.analysis.ablation import CONDITIONS, FILLS, attribution_masks, compact, run_ablation, summarize
 from fewshot_cam.analysis.attribution import METHODS as ATTRIBUTIONS
+from fewshot_cam.data.checks import check_split_masks
 from fewshot_cam.data.datasets import load_split
 from fewshot_cam.data.mask_file import is_mask_file, with_mask_file
 from fewshot_cam.data.split import Split
@@ -66,6 +67,7 @@ def foreground_masks(request: AblationRequest, split: Split, rows: np.ndarray, m
         if split.masks is None:
             raise UserError(f"--masks gt needs ground-truth masks, but {split.name} has none "
                             f"(use --masks cam|gradcam|gradcam++|scorecam with --mask-model)", split.source or None)
+        check_split_masks(split, rows)  # an all-empty or all-full mask has no background to ablate
         return torch.from_numpy(split.masks[rows])
     mask_model = model
     if request.mask_model is not None:

@@ -10,6 +10,7 @@ from fewshot_cam.analysis.attribution import METHODS
 from fewshot_cam.analysis.cam_pictures import localization_summary, model_maps, sample_rows, write_pictures
 from fewshot_cam.analysis.pictures import write_json
 from fewshot_cam.cli.common import add_data_arguments, add_device_argument, pick_device
+from fewshot_cam.data.checks import check_split_masks
 from fewshot_cam.data.datasets import load_split
 from fewshot_cam.data.mask_file import with_mask_file
 from fewshot_cam.evaluation.results import markdown_table
@@ -60,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
     if split.masks is None:
         print(f"{split.name} has no ground-truth masks: no localisation scores")
         return 0
+    check_split_masks(split, rows)  # an all-empty or all-full mask would score a meaningless IoU
     scores = localization_summary(maps, split.masks[rows], args.threshold)
     table = [(label, f"{s['loc_acc']:.1f}", f"{s['mean_iou']:.3f}", str(s["n"])) for label, s in scores.items()]
     print(f"\n{args.method} localisation on {len(rows)} images of {split.name} (threshold {args.threshold} of max):\n")

@@ -6,7 +6,13 @@ import argparse
 from pathlib import Path
 
 from fewshot_cam.cli.common import add_data_arguments
-from fewshot_cam.data.episodes import make_episodes, read_episode_header, save_episode_file
+from fewshot_cam.data.episodes import (
+    check_episode_count,
+    check_seed,
+    make_episodes,
+    read_episode_header,
+    save_episode_file,
+)
 from fewshot_cam.data.split import SPLITS
 
 
@@ -38,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
 def run_make(args: argparse.Namespace) -> int:
     from fewshot_cam.data.datasets import load_split
 
+    check_seed(args.seed)  # before any image is decoded
+    check_episode_count(args.n, f"{args.dataset}/{args.split}", args.ways, args.shots, args.queries)
     size = {} if args.image_size is None else {"image_size": args.image_size}
     split = load_split(args.dataset, args.root, args.split, **size)
     episodes = make_episodes(split, args.ways, args.shots, args.queries, args.n, args.seed)

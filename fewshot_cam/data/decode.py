@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import os
-import pickle
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 from PIL import Image
+
+from fewshot_cam.data.pixels import BadPixels, mask_values, to_rgb
+from fewshot_cam.data.safe_pickle import safe_load
 from fewshot_cam.data.split import SPLITS, Split
 from fewshot_cam.errors import UserError
 from fewshot_cam.progress import progress
@@ -26,8 +28,6 @@ from fewshot_cam.progress import progress
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 PROGRESS_MIN = 2000  # show a progress bar from this many images on
 _CHUNK = 256
-# What a damaged pickle can raise while loading.
-PICKLE_ERRORS = (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError, IndexError, KeyError)
 # What PIL raises on a truncated or corrupt PNG/JPEG.
 IMAGE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
@@ -59,14 +59,9 @@ def check_root(root: str | Path | None, dataset: str) -> Path:
 
 
 def load_pickle(path: Path) -> Any:
-    """Unpickle ``path``; Python 2 pickles load with latin1 so numpy arrays and str survive."""
-    try:
-        with open(path, "rb") as f:
-            return pickle.load(f, encoding="latin1")
-    except FileNotFoundError:
-        raise UserError("file not found", path) from None
-    except PICKLE_ERRORS as err:
-        raise UserError(f"corrupt or truncated pickle ({type(err).__name__}: {err})", path) from None
+    """Unpickle ``path`` with the restricted unpickler (:mod:`~fewshot_cam.data.safe_pickle`: data only,
+    never code); Python 2 pickles load with latin1 so numpy arrays and str survive."""
+    return safe_load(path, encoding="latin1")
 
 
 def to_str(value: Any) -> str:
@@ -88,16 +83,31 @@ def resize(image: Image.Image, size: int, resample: int = Image.Resampling.BILIN
 
 
 def decode_image(data: bytes | np.ndarray | Path, size: int) -> np.ndarray:
-    """PNG/JPEG bytes or a file -> (size, size, 3) uint8 RGB. Raises PIL's errors (callers name the source)."""
+    """PNG/JPEG bytes or a file -> (size, size, 3) uint8 RGB, every mode by value (:func:`~.pixels.to_rgb`).
+
+    Raises PIL's errors or BadPixels (zero size, a value out of its mode's range); callers name the source.
+    """
+    if isinstance(data, (bytes, bytearray, np.ndarray)) and len(data) == 0:
+        raise BadPixels("empty image (0 bytes)")
     src = data if isinstance(data, Path) else io.BytesIO(bytes(memoryview(data)))
     with Image.open(src) as im:
-        return np.asarray(resize(im.convert("RGB"), size))
+        return np.asarray(resize(to_rgb(im), size))
 
 
-def decode_mask(path: Path, size: int) -> np.ndarray:
-    """A mask image -> (size, size) bool, non-zero = foreground (nearest-neighbour resize)."""
+def decode_mask(path: Path, size: int, image: Path | None = None) -> np.ndarray:
+    """A mask image -> (size, size) bool, non-zero value = foreground (nearest-neighbour resize).
+
+    Values, not colours (:func:`~.pixels.mask_values`). With ``image``, the mask must have that image's
+    width and height (BadPixels otherwise: a mask is never resized to fit another picture).
+    """
     with Image.open(path) as im:
-        return np.asarray(resize(im.convert("L"), size, Image.Resampling.NEAREST)) > 0
+        if image is not None:
+            with Image.open(image) as pic:
+                if pic.size != im.size:
+                    raise BadPixels(f"mask is {im.width} x {im.height} but its image {image} is "
+                                     f"{pic.width} x {pic.height}")
+        values = Image.fromarray(mask_values(im).astype(np.uint8))
+        return np.asarray(resize(values, size, Image.Resampling.NEAREST)) > 0
 
 
 def resize_array(image: np.ndarray, size: int) -> np.ndarray:
@@ -120,6 +130,8 @@ def parallel_fill(out: np.ndarray, items: Sequence, fn: Callable[[Any], np.ndarr
                 out[i] = fn(items[i])
             except FileNotFoundError:
                 raise UserError("image file not found", where(i)) from None
+            except BadPixels as err:
+                raise UserError(str(err), where(i)) from None
             except IMAGE_ERRORS as err:
                 raise UserError(f"corrupt or truncated image ({err})", where(i)) from None
         return min(start + _CHUNK, n) - start
@@ -141,6 +153,11 @@ def canonical_order(names: Sequence[str]) -> tuple[tuple[str, ...], np.ndarray, 
     return tuple(str(c) for c in class_names), order, labels[order].astype(np.int64)
 
 
+def like(item: Any) -> Path | None:
+    """The image file a mask must match in size, when the item is a file."""
+    return item if isinstance(item, Path) else None
+
+
 def decode_split(source: Source, names: Sequence[str], items: Sequence, fn: Callable[[Any], np.ndarray],
                  where: Callable[[Any], str], image_size: int, masks: Sequence | None = None) -> Split:
     """Decode ``items`` (one per image, with class ``names``) into a Split in canonical order.
@@ -148,6 +165,8 @@ def decode_split(source: Source, names: Sequence[str], items: Sequence, fn: Call
     ``fn(item) -> (S, S, 3) uint8``; ``where(item)`` names the item in errors; ``masks`` optional
     mask files (or None entries for images without one).
     """
+    if len(names) == 0:
+        raise UserError(f"split '{source.split}' lists no images", source.files[0] if source.files else source.root)
     class_names, order, labels = canonical_order(names)
     ordered = [items[i] for i in order]
     images = np.empty((len(ordered), image_size, image_size, 3), np.uint8)
@@ -157,5 +176,7 @@ def decode_split(source: Source, names: Sequence[str], items: Sequence, fn: Call
     if masks is not None:
         ordered_masks = [masks[i] for i in order]
         mask_array = np.empty((len(ordered), image_size, image_size), bool)
-        parallel_fill(mask_array, ordered_masks, lambda p: decode_mask(p, image_size), lambda i: str(ordered_masks[i]), desc + " masks")
+        pairs = list(zip(ordered_masks, ordered))
+        parallel_fill(mask_array, pairs, lambda pair: decode_mask(pair[0], image_size, like(pair[1])),
+                      lambda i: str(ordered_masks[i]), desc + " masks")
     return Split(images, labels, class_names, mask_array, name=desc, source=str(source.root))

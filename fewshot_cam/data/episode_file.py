@@ -82,6 +82,7 @@ def _load_json(path: Path) -> dict:
 def read_episode_header(path: str | Path) -> dict:
     """The header fields (HEADER_KEYS) plus ``classes`` (number of classes used)."""
     record = _load_json(Path(path))
+    check_settings(record, Path(path))
     return {**{k: record[k] for k in HEADER_KEYS}, "classes": len(record["classes"])}
 
 
@@ -90,13 +91,15 @@ def read_episode_file(path: str | Path) -> EpisodeFile:
     path = Path(path)
     record = _load_json(path)
     header = {k: record[k] for k in HEADER_KEYS}
+    check_settings(header, path)
+    classes = record["classes"]
+    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+        raise UserError("corrupt episode file: 'classes' must be a list of class names", path)
+    if len(set(classes)) != len(classes):
+        raise UserError(f"corrupt episode file: class {_first_repeat(classes)!r} is listed twice in 'classes'", path)
+    class_ids = _integer_array(record["episode_classes"], "episode_classes", path)
+    image_ids = _integer_array(record["episode_images"], "episode_images", path)
     ways, shots, queries, n = (header[k] for k in ("ways", "shots", "queries", "n"))
-    try:
-        class_ids = np.asarray(record["episode_classes"], dtype=np.int64)
-        image_ids = np.asarray(record["episode_images"], dtype=np.int64)
-        classes = [str(c) for c in record["classes"]]
-    except (TypeError, ValueError, OverflowError) as err:
-        raise UserError(f"corrupt episode file: episode arrays are not integer arrays ({err})", path) from None
     want = (n, ways, shots + queries)
     if class_ids.shape != want[:2] or image_ids.shape != want:
         raise UserError(
@@ -104,9 +107,65 @@ def read_episode_file(path: str | Path) -> EpisodeFile:
             f"expected {want[:2]} and {want} for n={n}, ways={ways}, shots={shots}, queries={queries}",
             path,
         )
-    if class_ids.size and (class_ids.min() < 0 or class_ids.max() >= len(classes) or image_ids.min() < 0):
-        raise UserError("corrupt episode file: class or image index out of range", path)
+    check_indices(class_ids, image_ids, len(classes), path)
     return EpisodeFile(header, classes, class_ids, image_ids)
+
+
+def _first_repeat(values: list) -> object:
+    seen = set()
+    return next(v for v in values if v in seen or seen.add(v))
+
+
+def check_settings(header: dict, path: Path) -> None:
+    """ways, shots, queries, n: whole numbers >= 1; seed: a whole number or null."""
+    for key in ("ways", "shots", "queries", "n"):
+        value = header[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise UserError(f"corrupt episode file: {key} must be a whole number >= 1, found {value!r}", path)
+    seed = header["seed"]
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise UserError(f"corrupt episode file: seed must be a whole number or null, found {seed!r}", path)
+
+
+def _integer_array(values: object, key: str, path: Path) -> np.ndarray:
+    """A nested JSON list of integers as an int64 array (floats, bools and ragged lists refused)."""
+    try:
+        array = np.asarray(values)
+    except ValueError as err:
+        raise UserError(f"corrupt episode file: {key} is not a rectangular array ({err})", path) from None
+    if array.size and array.dtype.kind not in "iu":
+        raise UserError(f"corrupt episode file: {key} must hold integers, found {array.dtype} values", path)
+    try:
+        return array.astype(np.int64)
+    except OverflowError:
+        raise UserError(f"corrupt episode file: {key} holds an integer too large for an index", path) from None
+
+
+def check_indices(class_ids: np.ndarray, image_ids: np.ndarray, num_classes: int, path: Path) -> None:
+    """Indices in range; within an episode, distinct classes and distinct images (queries never repeat
+    supports). UserError naming the first bad episode."""
+    def first(bad: np.ndarray) -> int:
+        return int(np.flatnonzero(bad.reshape(len(bad), -1).any(axis=1))[0])
+
+    if class_ids.size == 0:
+        return
+    out = (class_ids < 0) | (class_ids >= num_classes)
+    if out.any():
+        e = first(out)
+        raise UserError(f"corrupt episode file: episode {e} names class index {class_ids[e][out[e]][0]}, "
+                        f"outside [0, {num_classes})", path)
+    if (image_ids < 0).any():
+        e = first(image_ids < 0)
+        raise UserError(f"corrupt episode file: episode {e} has a negative image index", path)
+    ordered = np.sort(class_ids, axis=1)  # (E, N)
+    repeat = ordered[:, 1:] == ordered[:, :-1]
+    if repeat.any():
+        raise UserError(f"corrupt episode file: episode {first(repeat)} uses a class twice", path)
+    ordered = np.sort(image_ids, axis=2)  # (E, N, K+Q)
+    repeat = ordered[..., 1:] == ordered[..., :-1]
+    if repeat.any():
+        raise UserError(f"corrupt episode file: episode {first(repeat)} uses an image twice "
+                        "(a query repeats a support, or an image is drawn twice)", path)
 
 
 def episode_dirs() -> list[Path]:

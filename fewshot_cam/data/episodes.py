@@ -8,6 +8,7 @@ episodes by class name and image index within the class, so they survive any cha
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -30,7 +31,7 @@ from fewshot_cam.errors import UserError
 __all__ = [
     "EpisodeSampler", "EpisodeSet", "make_episodes", "save_episode_file", "load_episode_file",
     "save_episodes_for_classes", "find_shipped_episodes", "read_episode_header", "episode_dirs",
-    "index_table", "check_setting",
+    "index_table", "check_setting", "check_seed", "check_episode_count", "available_memory",
 ]
 
 
@@ -119,6 +120,7 @@ class EpisodeSampler:
             sizes, where = [int(s) for s in source], "<class sizes>"
             names = [f"#{c}" for c in range(len(sizes))]
         check_setting(sizes, names, where, ways, shots, queries)
+        check_seed(seed)
         self.ways, self.shots, self.queries, self.seed = int(ways), int(shots), int(queries), seed
         self._sizes = np.asarray(sizes, dtype=np.int64)
         self._table = index_table(source)
@@ -152,14 +154,49 @@ class EpisodeSampler:
             yield self.sample(1)[0]
 
 
-def _check_n(n: int, where: str) -> None:
-    if n < 1:
-        raise UserError(f"number of episodes must be >= 1, got {n} (split {where})")
+BYTES_PER_INDEX = 96
+"""Peak memory per stored index while making and writing an episode file: the int64 arrays (indices,
+labels, positions, about 4 x 8 bytes), the Python list of ints ``tolist`` builds (about 36) and the
+JSON text (about 4), with headroom."""
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available now (``MemAvailable`` of /proc/meminfo, else sysconf), None if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_episode_count(n: int, where: str, ways: int = 1, shots: int = 0, queries: int = 1) -> None:
+    """n a whole number >= 1 whose episodes fit in the memory available (checked before allocating)."""
+    if isinstance(n, bool) or int(n) != n or n < 1:
+        raise UserError(f"number of episodes n must be a whole number >= 1, got {n} (split {where})")
+    need = int(n) * int(ways) * (int(shots) + int(queries)) * BYTES_PER_INDEX
+    have = available_memory()
+    if have is not None and need > have:
+        raise UserError(f"n={n} episodes of {ways}-way {shots}-shot {queries}-query need about "
+                        f"{need / 2**30:.1f} GiB of memory, but only {have / 2**30:.1f} GiB is available "
+                        f"(split {where}); make fewer episodes")
+
+
+def check_seed(seed: object) -> int:
+    """A sampler seed: a whole number >= 0 (numpy's generators refuse negative ones)."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise UserError(f"seed must be a whole number >= 0, got {seed!r}")
+    return int(seed)
 
 
 def make_episodes(split: Split, ways: int, shots: int, queries: int, n: int, seed: int = 0) -> EpisodeSet:
     """``n`` episodes of ``split`` from :class:`EpisodeSampler` with ``seed``."""
-    _check_n(n, split.name)
+    check_episode_count(n, split.name, ways, shots, queries)
     indices = EpisodeSampler(split, ways, shots, queries, seed).sample(n)
     return EpisodeSet(indices, ways, shots, queries, seed, None, split.fingerprint())
 
@@ -203,7 +240,7 @@ def save_episodes_for_classes(path: str | Path, dataset: str, split: str, class_
     """
     if list(class_names) != sorted(class_names):
         raise UserError(f"class names of {dataset}/{split} must be sorted")
-    _check_n(n, f"{dataset}/{split}")
+    check_episode_count(n, f"{dataset}/{split}", ways, shots, queries)
     classes, within = EpisodeSampler(class_sizes, ways, shots, queries, seed).sample_within(n)
     header = dict(format=FORMAT, dataset=dataset, split=split, ways=ways, shots=shots, queries=queries, n=n,
                   seed=seed, fingerprint=class_fingerprint(class_names, class_sizes))
@@ -224,8 +261,10 @@ def load_episode_file(path: str | Path, split: Split) -> EpisodeSet:
         raise UserError(f"episode file names class '{unknown[0]}', which split {split.name} lacks", path)
     classes = np.array([lookup[name] for name in contents.classes], dtype=np.int64)[contents.class_ids]  # (E, N)
     sizes = np.asarray(split.class_sizes())[classes][..., None]
-    if (contents.image_ids >= sizes).any():
-        raise UserError("corrupt episode file: an image index exceeds its class size", path)
+    over = (contents.image_ids >= sizes).reshape(len(sizes), -1).any(axis=1)  # (E,)
+    if over.any():
+        e = int(np.flatnonzero(over)[0])
+        raise UserError(f"corrupt episode file: episode {e} has an image index beyond its class's size", path)
     indices = index_table(split)[classes[..., None], contents.image_ids]  # (E, N, K+Q)
     return EpisodeSet(torch.from_numpy(indices), h["ways"], h["shots"], h["queries"], h["seed"], Path(path),
                       h["fingerprint"])

@@ -11,11 +11,13 @@ Two layouts, detected from what the root holds:
 from __future__ import annotations
 
 import csv
+import io
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
+from fewshot_cam.data.checks import check_class_rows, check_csv_rows, check_image_array, integer_array, read_text
 from fewshot_cam.data.decode import Source, decode_image, decode_split, load_pickle, resize_array, str_keys
 from fewshot_cam.data.split import Split
 from fewshot_cam.errors import UserError
@@ -55,21 +57,27 @@ def read_csv(root: Path, split: str) -> list[tuple[Path, str]]:
     path = root / f"{split}.csv"
     if not path.is_file():
         raise UserError(f"split '{split}' missing: file not found", path)
-    with open(path, newline="") as f:
-        reader = csv.reader(f)
-        header = [h.strip() for h in next(reader, [])]
-        if header[:2] != ["filename", "label"]:
-            raise UserError(f"expected header 'filename,label', got {','.join(header)!r}", path)
-        rows = []
-        for line, row in enumerate(reader, start=2):
-            if not row:
-                continue
-            if len(row) < 2:
-                raise UserError(f"line {line}: expected 'filename,label', got {','.join(row)!r}", path)
-            image = root / "images" / row[0].strip()
-            if not image.is_file():
-                raise UserError(f"line {line} names a missing image file {image}", path)
-            rows.append((image, row[1].strip()))
+    try:
+        table = list(csv.reader(io.StringIO(read_text(path), newline="")))
+    except csv.Error as err:
+        raise UserError(f"not a csv file ({err})", path) from None
+    header = [h.strip() for h in (table[0] if table else [])]
+    if header[:2] != ["filename", "label"]:
+        raise UserError(f"expected header 'filename,label', got {','.join(header)!r}", path)
+    named = []
+    for line, row in enumerate(table[1:], start=2):
+        if not row:
+            continue
+        if len(row) < 2:
+            raise UserError(f"line {line}: expected 'filename,label', got {','.join(row)!r}", path)
+        named.append((line, row[0].strip(), row[1].strip()))
+    check_csv_rows(named, path)
+    rows = []
+    for line, name, label in named:
+        image = root / "images" / name
+        if not image.is_file():
+            raise UserError(f"line {line} names a missing image file {image}", path)
+        rows.append((image, label))
     return rows
 
 
@@ -79,15 +87,15 @@ def read_cache_pickle(path: Path) -> tuple[np.ndarray, dict[str, list[int]]]:
     data = str_keys(data) if isinstance(data, dict) else data
     if not isinstance(data, dict) or not {"image_data", "class_dict"} <= set(data):
         raise UserError("expected a dict with keys 'image_data' and 'class_dict'", path)
-    images = data["image_data"]
-    if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-        shape = getattr(images, "shape", type(images).__name__)
-        raise UserError(f"image_data has shape {shape} dtype {getattr(images, 'dtype', '?')}, expected N x H x W x 3 uint8", path)
-    classes = {str(k): [int(i) for i in v] for k, v in str_keys(data["class_dict"]).items()}
-    bad = [(c, i) for c, ix in classes.items() for i in ix if not 0 <= i < len(images)]
-    if bad:
-        raise UserError(f"class_dict[{bad[0][0]!r}] names row {bad[0][1]}, but image_data has {len(images)} rows", path)
-    return images, classes
+    images = check_image_array(data["image_data"], "image_data", path)
+    if not isinstance(data["class_dict"], dict):
+        raise UserError(f"class_dict must be a dict, found {type(data['class_dict']).__name__}", path)
+    odd = [k for k in data["class_dict"] if not isinstance(k, (str, bytes, np.str_, np.bytes_))]
+    if odd:
+        raise UserError(f"class_dict key {odd[0]!r} is not a class name (str or bytes)", path)
+    rows = {k: integer_array(v, f"class_dict[{k!r}]", path) for k, v in str_keys(data["class_dict"]).items()}
+    check_class_rows(rows, len(images), path)
+    return images, {k: v.tolist() for k, v in rows.items()}
 
 
 def read(source: Source, image_size: int) -> Split:

@@ -8,6 +8,7 @@ import numpy as np
 
 from fewshot_cam.data.split import Split
 from fewshot_cam.errors import UserError
+from fewshot_cam.io import atomic_write
 
 _OUTLINE = np.array([255, 230, 0], dtype=np.uint8)
 
@@ -49,6 +50,7 @@ def save_grid(split: Split, path: str | Path, n_classes: int = 8, per_class: int
     for row, c in enumerate(classes):
         pen.text((6, gap + row * (side + gap) + side // 2 - 6), split.class_names[c], fill=(0, 0, 0))
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    picture.save(path)
-    return path
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None:
+        raise UserError(f"unknown picture format {path.suffix!r} (use .png or .jpg)", path)
+    return atomic_write(path, lambda f: picture.save(f, format=fmt))

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fewshot_cam.data.checks import check_image_array, integer_array
 from fewshot_cam.data.decode import Source, decode_image, decode_split, load_pickle, resize_array, str_keys, to_str
 from fewshot_cam.data.split import SPLITS, Split
 from fewshot_cam.errors import UserError
@@ -62,13 +63,29 @@ def class_names_per_image(path: Path) -> list[str]:
     key = next((k for k in ("label_specific", "labels") if k in data), None)
     if key is None:
         raise UserError(f"no 'label_specific' or 'labels' key (keys: {', '.join(sorted(data))})", path)
-    labels = np.asarray(data[key]).astype(np.int64).ravel()
+    labels = integer_array(data[key], key, path)
+    if len(labels) and labels.min() < 0:
+        raise UserError(f"{key} holds {labels.min()}, a negative label", path)
     if "label_specific_str" not in data:
         return [str(label) for label in labels]
-    names = [to_str(n) for n in data["label_specific_str"]]
-    if len(labels) and not 0 <= labels.min() <= labels.max() < len(names):
+    strings = data["label_specific_str"]
+    if not isinstance(strings, (list, tuple, np.ndarray)) or any(not isinstance(n, (str, bytes, np.str_, np.bytes_)) for n in strings):
+        raise UserError("label_specific_str must be a list of class names (str or bytes)", path)
+    names = [to_str(n) for n in strings]
+    if len(labels) and labels.max() >= len(names):
         raise UserError(f"label ids up to {labels.max()} but only {len(names)} label_specific_str", path)
     return [names[label] for label in labels]
+
+
+def check_png_list(images: object, path: Path) -> None:
+    """A list (or 1-D object array) of PNG files as bytes or uint8 arrays; UserError otherwise."""
+    listed = isinstance(images, (list, tuple)) or isinstance(images, np.ndarray) and images.dtype == object and images.ndim == 1
+    if not listed:
+        raise UserError(f"expected a list of PNG byte arrays, got {type(images).__name__}", path)
+    for i, b in enumerate(images):
+        if not isinstance(b, (bytes, bytearray)) and not (isinstance(b, np.ndarray) and b.dtype == np.uint8):
+            kind = f"an array of {b.dtype}" if isinstance(b, np.ndarray) else type(b).__name__
+            raise UserError(f"image {i} is {kind}, not PNG bytes", path)
 
 
 def load_npz_images(path: Path) -> np.ndarray:
@@ -79,9 +96,7 @@ def load_npz_images(path: Path) -> np.ndarray:
         raise UserError("no 'images' array in the npz", path) from None
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as err:
         raise UserError(f"corrupt or truncated npz ({err})", path) from None
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-        raise UserError(f"images has shape {images.shape} dtype {images.dtype}, expected N x H x W x 3 uint8", path)
-    return images
+    return check_image_array(images, "images", path)
 
 
 def read(source: Source, image_size: int) -> Split:
@@ -89,8 +104,7 @@ def read(source: Source, image_size: int) -> Split:
     names = class_names_per_image(labels_path)
     if source.layout == "png-pkl":
         images = load_pickle(images_path)
-        if not isinstance(images, (list, tuple, np.ndarray)):
-            raise UserError(f"expected a list of PNG byte arrays, got {type(images).__name__}", images_path)
+        check_png_list(images, images_path)
         fn = lambda i: decode_image(images[i], image_size)  # noqa: E731
     else:
         images = load_npz_images(images_path)
