@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-import torch.nn as nn
 from pytorch_grad_cam.metrics.cam_mult_image import DropInConfidence, IncreaseInConfidence
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
 from scipy.ndimage import gaussian_filter
@@ -14,18 +13,8 @@ from scipy.signal import convolve2d
 
 from fewshot_cam.analysis.attribution import attribute, classifier_scorer
 from fewshot_cam.analysis.faithfulness import Faithfulness, auc, confidence_change, perturbation_curves, rise_blur
-from fewshot_cam.models.backbones import build_backbone
-from fewshot_cam.models.classifier import FewShotClassifier, LinearHead
 
-
-@pytest.fixture(scope="module")
-def model() -> FewShotClassifier:
-    torch.manual_seed(0)
-    m = FewShotClassifier(build_backbone("tiny"), LinearHead(16, 5))
-    for bn in (mod for mod in m.modules() if isinstance(mod, nn.BatchNorm2d)):  # non-trivial eval statistics
-        bn.running_mean.uniform_(-0.2, 0.2)
-        bn.running_var.uniform_(0.5, 1.5)
-    return m.eval()
+from test_attribution import model  # noqa: F401  (the tiny model with non-trivial BatchNorm statistics)
 
 
 @pytest.fixture(scope="module")

@@ -119,13 +119,12 @@ def build_seed_report(groups: dict[str, Sequence[tuple[str, EvalResult]]], basel
         [(a, baseline) for a in names if a != baseline]
     pairs, notes = [], []
     for a, b in order:
-        for key in tables[a].keys() & tables[b].keys():
+        for key in [k for k in tables[a] if k in tables[b]]:  # group a's order
             pair = seed_pair(a, b, key, tables[a][key], tables[b][key])
             if pair is None:
                 notes.append(f"{a} vs {b}, {key[0]} {setting_name(key)}: not paired (no shared seed on the same episodes)")
             else:
                 pairs.append(pair)
-    pairs.sort(key=lambda p: (names.index(p.group_a), names.index(p.group_b), p.key))
     return SeedReport(seed_rows(tables), pairs, notes)
 
 
