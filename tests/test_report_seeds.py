@@ -121,3 +121,14 @@ def test_report_group_errors(seed_evals, cli):
     assert cli("report", "--group", "nolabel")[0] == 2
     assert cli("report", "--group", f"x={seed_evals}/nothing*/eval.json")[0] == 2
     assert cli("report", seed_evals / "ce/seed0/eval.json", "--group", f"ce={seed_evals}/ce/seed*/eval.json")[0] == 2
+
+
+def test_single_run_report_json_keeps_the_runs_table(tmp_path, cli):
+    paths = [write_result(tmp_path / f"{n}.json", result(s, shift)) for n, s, shift in (("a", 0, 0.0), ("b", 1, 2.0))]
+    code, out, _ = cli("report", *paths, "--json", tmp_path / "r.json")
+    assert code == 0 and "Paired comparisons on shared episodes" in out
+    record = json.loads((tmp_path / "r.json").read_text())
+    assert record["kind"] == "runs" and [(r["run"], r["method"], r["n"]) for r in record["results"]][:2] == \
+        [("a", "protonet", N), ("a", "logreg", N)]
+    x, y = result(0, 0.0).results[0].per_episode, result(1, 2.0).results[0].per_episode
+    assert record["paired"][0]["t_test_p"] == pytest.approx(scipy.stats.ttest_rel(x, y).pvalue)
