@@ -54,7 +54,8 @@ def setup(tmp_path_factory):
 def test_cam_draws_two_checkpoints_and_scores_localisation(cli, setup):
     out = setup / "pictures"
     code, stdout, err = cli("cam", "--checkpoint", setup / "ce.pt", "--checkpoint", setup / "camloss.pt",
-                            "--method", "gradcam", "--n", "12", "--pictures", "9", "--out", out, "--device", "cpu")
+                            "--method", "gradcam", "--n", "12", "--pictures", "9", "--out", out, "--device", "cpu",
+                            "--target", "top1")
     assert code == 0, err
     pngs = sorted(out.glob("*.png"))
     assert len(pngs) == 2 and all(Image.open(p).size[0] > 200 for p in pngs)  # 9 rows: 8 + 1

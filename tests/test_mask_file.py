@@ -148,8 +148,9 @@ def test_ablate_with_a_mask_file_draws_only_annotated_images(cli, setup, capsys)
 
 def test_cam_scores_against_a_mask_file(cli, setup):
     path, _ = partial_mask_file(setup)
+    # --target top1: 3 annotated images a class leave no support images for a prototype target
     code, stdout, err = cli("cam", "--checkpoint", setup / "ce.pt", "--masks", path, "--n", "30", "--pictures", "2",
-                            "--out", setup / "cam", "--device", "cpu")
+                            "--target", "top1", "--out", setup / "cam", "--device", "cpu")
     assert code == 0, err
     record = json.loads((setup / "cam" / "localization.json").read_text())
     assert record["n"] == 9 and record["eligible_per_class"]["class1"] == 3  # only the 9 annotated images

@@ -1,7 +1,8 @@
 """Maps of one or more checkpoints on the same sample of a split: pictures and localisation numbers.
 
-The target of every map is the checkpoint's own top-1 base class (a pretrained head has no novel
-classes, so on a test split the map shows what drives the model's best base-class guess).
+:func:`model_maps` explains each checkpoint's own top-1 base class (a pretrained head has no novel
+classes, so on a test split the map shows what drives the model's best base-class guess); ``fewshot-cam
+cam`` instead picks the class per split with :mod:`.cam_targets` (``--target top1`` is this one).
 """
 
 from __future__ import annotations

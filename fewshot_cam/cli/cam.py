@@ -1,4 +1,9 @@
-"""``fewshot-cam cam``: heat-map pictures of one or two checkpoints, and localisation against masks."""
+"""``fewshot-cam cam``: heat-map pictures of one or two checkpoints, localisation against masks
+(fixed threshold, MaxBoxAccV2, PxAP) and, with ``--faithfulness``, AD / IC and deletion / insertion.
+
+The class each map explains is ``--target`` (:mod:`fewshot_cam.analysis.cam_targets`): by default
+the image's own class, through a prototype on novel classes, the true class on base classes.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,10 @@ import sys
 from pathlib import Path
 
 from fewshot_cam.analysis.attribution import METHODS
-from fewshot_cam.analysis.cam_pictures import localization_summary, model_maps, sample_rows, write_pictures
+from fewshot_cam.analysis.cam_pictures import sample_rows, write_pictures
+from fewshot_cam.analysis.cam_scores import faithfulness_scores, localization_scores
+from fewshot_cam.analysis.cam_targets import TARGETS, build_target, default_target, targeted_maps
+from fewshot_cam.analysis.faithfulness import FILLS
 from fewshot_cam.analysis.pictures import write_json
 from fewshot_cam.cli.common import add_data_arguments, add_device_argument, pick_device
 from fewshot_cam.data.checks import check_split_masks
@@ -32,6 +40,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=64, help="images (and Score-CAM masked copies) per pass")
     parser.add_argument("--masks", default=None, type=Path, metavar="FILE.npz",
                         help="score against a mask file's masks (from 'data boxes'); samples only images with one")
+    parser.add_argument("--target", default="auto", choices=["auto", *TARGETS.names()],
+                        help=f"class each map explains; auto: gt on the checkpoint's own classes, else proto. "
+                             f"{TARGETS.describe()}")
+    parser.add_argument("--support-shots", type=int, default=5,
+                        help="--target proto/caam on novel classes: support images per class prototype (not among --n)")
+    parser.add_argument("--faithfulness", action="store_true",
+                        help="also report Average Drop / Increase in Confidence and deletion / insertion AUC")
+    parser.add_argument("--steps", type=int, default=50, help="faithfulness: deletion / insertion steps")
+    parser.add_argument("--deletion-fill", default="zeros", choices=FILLS, help="faithfulness: what deleted pixels become")
     parser.add_argument("--out", required=True, type=Path, help="folder for the PNGs (and localization.json)")
     add_device_argument(parser)
 
@@ -54,21 +71,63 @@ def run(args: argparse.Namespace) -> int:
     eligible = None if args.masks is None else with_mask_file(split, args.masks)
     split = split if eligible is None else eligible[0]
     rows = sample_rows(split, args.n, args.seed)
-    models = dict(zip(labels_for(args.checkpoint), (model for model, _ in loaded)))
-    maps = model_maps(models, split.images[rows], args.method, args.batch_size, progress=sys.stderr.isatty())
+    maps, scores, targets = checkpoint_maps(args, loaded, split, rows, device)
     for path in write_pictures(args.out, split, rows, maps, args.method, args.pictures):
         print(f"wrote {path}")
+    record = {"method": args.method, "dataset": dataset, "split": args.split, "n": len(rows), "seed": args.seed,
+              "threshold": args.threshold, "checkpoints": args.checkpoint, "targets": targets}
+    for label, t in targets.items():
+        print(f"{label}: {args.method} maps of the {t['explains']}")
+    if args.faithfulness:
+        print_faithfulness(scores, args)
+        record["faithfulness"] = scores
     if split.masks is None:
         print(f"{split.name} has no ground-truth masks: no localisation scores")
-        return 0
-    check_split_masks(split, rows)  # an all-empty or all-full mask would score a meaningless IoU
-    scores = localization_summary(maps, split.masks[rows], args.threshold)
-    table = [(label, f"{s['loc_acc']:.1f}", f"{s['mean_iou']:.3f}", str(s["n"])) for label, s in scores.items()]
-    print(f"\n{args.method} localisation on {len(rows)} images of {split.name} (threshold {args.threshold} of max):\n")
-    print(markdown_table(("checkpoint", "loc. acc % (box IoU >= 0.5)", "mean mask IoU", "images"), table))
-    record = {"method": args.method, "dataset": dataset, "split": args.split, "n": len(rows), "seed": args.seed,
-              "threshold": args.threshold, "checkpoints": args.checkpoint, "localization": scores,
-              "mask_file": None if args.masks is None else str(args.masks),
-              "eligible_per_class": None if eligible is None else eligible[1]}
-    print(f"wrote {write_json(args.out / 'localization.json', record)}")
+    else:
+        check_split_masks(split, rows)  # an all-empty or all-full mask would score a meaningless IoU
+        found = {label: localization_scores(m, split.masks[rows], args.threshold) for label, m in maps.items()}
+        print_localization(found, args, split.name, len(rows))
+        record["localization"] = {label: s["fixed"] for label, s in found.items()}
+        record["maxboxacc"] = {label: s["maxboxacc"] for label, s in found.items()}
+        record["pxap"] = {label: s["pxap"] for label, s in found.items()}
+        record["mask_file"] = None if args.masks is None else str(args.masks)
+        record["eligible_per_class"] = None if eligible is None else eligible[1]
+    if split.masks is not None or args.faithfulness:
+        print(f"wrote {write_json(args.out / 'localization.json', record)}")
     return 0
+
+
+def checkpoint_maps(args: argparse.Namespace, loaded: list, split, rows, device) -> tuple[dict, dict, dict]:
+    """label -> maps (N, H, W), faithfulness scores (with --faithfulness) and the target each explains."""
+    images, progress = split.images[rows], sys.stderr.isatty()
+    maps, scores, targets = {}, {}, {}
+    for label, (model, ckpt) in zip(labels_for(args.checkpoint), loaded):
+        model.eval()
+        target = default_target(split, ckpt) if args.target == "auto" else args.target
+        spec = build_target(target, model, ckpt, split, rows, args.support_shots, args.seed)
+        found = targeted_maps(args.method, spec, images, device, args.batch_size, progress)
+        maps[label], targets[label] = found.cpu().numpy(), {"target": spec.target, "explains": spec.description}
+        if args.faithfulness:
+            scores[label] = faithfulness_scores(spec, images, found, device, args.steps, args.batch_size,
+                                                args.deletion_fill)
+    return maps, scores, targets
+
+
+def print_localization(found: dict, args: argparse.Namespace, split_name: str, n: int) -> None:
+    rows = [(label, f"{s['fixed']['loc_acc']:.1f}", f"{s['fixed']['mean_iou']:.3f}",
+             f"{s['maxboxacc']['maxboxacc_v2']:.1f}",
+             " / ".join(f"{v:.1f}" for v in s["maxboxacc"]["maxboxacc"].values()),
+             f"{s['pxap']['pxap']:.1f}", str(s["fixed"]["n"])) for label, s in found.items()]
+    print(f"\n{args.method} localisation on {n} images of {split_name}:\n")
+    header = ("checkpoint", f"loc. acc % (box IoU >= 0.5 at {args.threshold} of max)", "mean mask IoU",
+              "MaxBoxAccV2 %", "MaxBoxAcc IoU 0.3 / 0.5 / 0.7", "PxAP %", "images")
+    print(markdown_table(header, rows))
+
+
+def print_faithfulness(scores: dict, args: argparse.Namespace) -> None:
+    rows = [(label, f"{s['average_drop']:.1f}", f"{s['increase_in_confidence']:.1f}", f"{s['deletion_auc']:.3f}",
+             f"{s['insertion_auc']:.3f}", str(s["n"])) for label, s in scores.items()]
+    print(f"\n{args.method} faithfulness ({args.steps} steps, deletion to {args.deletion_fill}, insertion from blur):\n")
+    header = ("checkpoint", "Average Drop % (lower better)", "Increase in Conf. %", "deletion AUC (lower)",
+              "insertion AUC (higher)", "images")
+    print(markdown_table(header, rows))

@@ -4,11 +4,17 @@ optionally distilled from a teacher checkpoint (``--teacher --distill``) or with
 Configuration layers, later wins: built-in defaults < ``--config FILE`` < explicit flags
 (``--dataset``, ``--epochs``, ...) < ``--set key=value``. Under ``torchrun`` every process runs this
 command; rank 0 writes the run folder.
+
+``--seeds 0,1,2`` trains one independent run per seed, one after the other, into ``OUT/seed0``,
+``OUT/seed1``, ... (``run.seed`` and ``run.out`` set per run, every other setting shared); evaluate
+each and combine them with ``fewshot-cam report --group``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+from pathlib import Path
 
 from fewshot_cam.cli.common import (
     RUN_FLAG_KEYS,
@@ -20,6 +26,7 @@ from fewshot_cam.cli.common import (
     pick_device,
 )
 from fewshot_cam.config import from_dict
+from fewshot_cam.errors import UserError
 from fewshot_cam.training import distributed
 from fewshot_cam.training.config import PretrainConfig
 from fewshot_cam.training.pretrain import fit
@@ -49,6 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="distillation from --teacher: kd, at (attention transfer), ccm (CAAM-CAM matching); default none")
     parser.add_argument("--batch-size", type=int, default=None, help="global batch size (default 64)")
     add_run_arguments(parser, "default 100", "base learning rate (default 0.05)", "run folder (default runs/pretrain)")
+    parser.add_argument("--seeds", default=None, metavar="S,S,...",
+                        help="train one run per seed into OUT/seed<S> (instead of --seed; e.g. --seeds 0,1,2)")
 
 
 def resolve_config(args: argparse.Namespace) -> PretrainConfig:
@@ -66,14 +75,41 @@ def describe(cfg: PretrainConfig) -> str:
     return f"{cfg.model.backbone} ({', '.join(parts)})"
 
 
+def parse_seeds(text: str) -> list[int]:
+    """"0,1,2" -> [0, 1, 2]; UserError for a non-integer, a repeat or an empty list."""
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UserError(f"--seeds must be comma-separated integers, got '{text}'") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise UserError(f"--seeds needs distinct integers, got '{text}'")
+    return seeds
+
+
+def seed_configs(cfg: PretrainConfig, seeds: list[int]) -> list[PretrainConfig]:
+    """One config per seed: ``run.seed`` = s, ``run.out`` = <run.out>/seed<s>."""
+    return [dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, seed=s, out=str(Path(cfg.run.out) / f"seed{s}")))
+            for s in seeds]
+
+
 def run(args: argparse.Namespace) -> int:
     cfg = resolve_config(args)
+    if args.seeds is None:
+        return train_one(cfg, args.resume)
+    if args.seed is not None:
+        raise UserError("give --seed or --seeds, not both")
+    for seed_cfg in seed_configs(cfg, parse_seeds(args.seeds)):
+        train_one(seed_cfg, args.resume)
+    return 0
+
+
+def train_one(cfg: PretrainConfig, resume: bool) -> int:
     info = distributed.from_env()
     device = distributed.local_device(pick_device(cfg.run.device), info)
     with distributed.process_group(info, device):
-        state = fit(cfg, device, info, resume_run=args.resume)
+        state = fit(cfg, device, info, resume_run=resume)
     if info.is_main:
         best = best_val_summary(state.best, state.last_val, cfg.val.every)
         print(f"pretrained {describe(cfg)} for {state.epoch} epochs on {cfg.data.dataset}: "
-              f"best val {cfg.val.ways}-way {cfg.val.shots}-shot accuracy {best}; run folder {cfg.run.out}")
+              f"best val {cfg.val.ways}-way {cfg.val.shots}-shot accuracy {best}; seed {cfg.run.seed}; run folder {cfg.run.out}")
     return 0

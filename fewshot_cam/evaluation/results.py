@@ -6,10 +6,13 @@ One JSON object (``FORMAT`` = "fewshot-cam-eval/1")::
      "episode_file": "episodes/....json.gz" | null, "seed": 0, "fingerprint": "<split fingerprint>",
      "episodes_hash": "<hash of the (E, N, K+Q) indices>", "checkpoint": "runs/a/best.pt",
      "dataset": "mini-imagenet", "split": "test",
-     "results": [{"method": "protonet", "mean": 61.2, "ci95": 0.41, "per_episode": [60.0, ...]}, ...]}
+     "results": [{"method": "protonet", "mean": 61.2, "ci95": 0.41, "per_episode": [60.0, ...]}, ...],
+     "train_seed": 0 | null, "train_config": {...} | null}
 
 Accuracies are percentages. ``seed`` seeds the episode sampler when no episode file is used, and the
-fitted methods (Baseline, Baseline++) in every case. Two results are on the same episodes when their
+fitted methods (Baseline, Baseline++) in every case. ``train_seed`` is the checkpoint's training seed
+(``config.run.seed``) and ``train_config`` its whole resolved config (null when the checkpoint holds
+none); ``fewshot-cam report --group`` combines results over training seeds by them. Two results are on the same episodes when their
 fingerprint, setting, number of episodes and ``episodes_hash`` agree.
 """
 
@@ -62,6 +65,8 @@ class EvalResult:
     dataset: str
     split: str
     results: tuple[MethodResult, ...]
+    train_seed: int | None = None
+    train_config: dict | None = field(default=None, repr=False)
 
     def setting(self) -> str:
         return f"{self.ways}-way {self.shots}-shot"
@@ -111,7 +116,15 @@ def read_result(path: str | Path) -> EvalResult:
     return EvalResult(
         **{k: record[k] for k in _TYPES}, episode_file=record.get("episode_file"),
         episodes_hash=str(record.get("episodes_hash") or ""), results=methods,
+        train_seed=_optional_int(record, "train_seed", path), train_config=record.get("train_config"),
     )
+
+
+def _optional_int(record: dict, key: str, path: Path) -> int | None:
+    value = record.get(key)
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+        raise UserError(f"results key '{key}' must be an integer or null, got {value!r}", path)
+    return value
 
 
 def _read_method(entry, n_episodes: int, path: Path) -> MethodResult:

@@ -104,4 +104,11 @@ def run_evaluation(request: EvalRequest, device: torch.device, progress: bool = 
         fingerprint=episodes.fingerprint, episodes_hash=episodes_hash(episodes.indices),
         checkpoint=str(request.checkpoint), dataset=dataset, split=request.split,
         results=tuple(MethodResult.from_accuracies(m, accuracies[m]) for m in methods),
+        train_seed=training_seed(ckpt), train_config=ckpt.get("config"),
     )
+
+
+def training_seed(ckpt: dict) -> int | None:
+    """The checkpoint's training seed (``config.run.seed``), None when it records none."""
+    seed = ((ckpt.get("config") or {}).get("run") or {}).get("seed")
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) else None
