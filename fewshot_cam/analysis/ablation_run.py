@@ -16,12 +16,11 @@ import torch
 
 from fewshot_cam.analysis.ablation import CONDITIONS, FILLS, attribution_masks, compact, run_ablation, summarize
 from fewshot_cam.analysis.attribution import METHODS as ATTRIBUTIONS
-from fewshot_cam.data.datasets import load_split
 from fewshot_cam.data.split import Split
 from fewshot_cam.errors import UserError
 from fewshot_cam.evaluation.episodic import check_methods
 from fewshot_cam.evaluation.results import episodes_hash, markdown_table
-from fewshot_cam.evaluation.run import EvalRequest, choose_episodes, data_settings
+from fewshot_cam.evaluation.run import EvalRequest, choose_episodes, request_split
 from fewshot_cam.models.checkpoint import load_model
 from fewshot_cam.models.features import model_device
 
@@ -79,8 +78,7 @@ def run_background_ablation(request: AblationRequest, device: torch.device, prog
     ev = request.episodes
     methods = check_methods(ev.methods)
     model, ckpt = load_model(ev.checkpoint, backbone=ev.backbone, map_location=device)
-    dataset, root, image_size = data_settings(ckpt, ev)
-    split = load_split(dataset, root, ev.split, image_size)
+    split, dataset, image_size = request_split(ckpt, ev)
     episodes = choose_episodes(split, ev)
     rows, local = compact(episodes.indices)
     masks = foreground_masks(request, split, rows, model, progress)

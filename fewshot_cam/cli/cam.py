@@ -9,10 +9,16 @@ from pathlib import Path
 from fewshot_cam.analysis.attribution import METHODS
 from fewshot_cam.analysis.cam_pictures import localization_summary, model_maps, sample_rows, write_pictures
 from fewshot_cam.analysis.pictures import write_json
-from fewshot_cam.cli.common import add_data_arguments, add_device_argument, pick_device
-from fewshot_cam.data.datasets import load_split
+from fewshot_cam.cli.common import (
+    add_data_arguments,
+    add_data_options_argument,
+    add_device_argument,
+    data_option_values,
+    pick_device,
+)
+from fewshot_cam.data.datasets import detect_layout
 from fewshot_cam.evaluation.results import markdown_table
-from fewshot_cam.evaluation.run import EvalRequest, data_settings
+from fewshot_cam.evaluation.run import EvalRequest, data_options, data_settings, request_split
 from fewshot_cam.models.checkpoint import load_model
 
 
@@ -20,6 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", action="append", required=True,
                         help="checkpoint to draw; give it twice (e.g. CE and CAM-loss) for side-by-side columns")
     add_data_arguments(parser)
+    add_data_options_argument(parser)
     parser.add_argument("--split", default="test", help="train, val or test (default test)")
     parser.add_argument("--image-size", type=int, default=None, help="image side (default: the first checkpoint's)")
     parser.add_argument("--method", default="cam", choices=list(METHODS), help="attribution method")
@@ -40,13 +47,18 @@ def labels_for(paths: list[str]) -> list[str]:
     return [f"{Path(p).parent.name}/{Path(p).stem}" for p in paths]
 
 
+def ground_truth(ckpt: dict, request: EvalRequest) -> str:
+    """Where the masks come from: the dataset's layout (for cub: segmentations or boxes, the crop)."""
+    dataset, root, _ = data_settings(ckpt, request)
+    return f"{dataset} {detect_layout(dataset, root, data_options(ckpt, request))}"
+
+
 def run(args: argparse.Namespace) -> int:
     device = pick_device(args.device)
     loaded = [load_model(path, map_location=device) for path in args.checkpoint]
     request = EvalRequest(checkpoint=args.checkpoint[0], split=args.split, dataset=args.dataset, root=args.root,
-                          image_size=args.image_size)
-    dataset, root, image_size = data_settings(loaded[0][1], request)
-    split = load_split(dataset, root, args.split, image_size)
+                          image_size=args.image_size, data_options=data_option_values(args))
+    split, dataset, _ = request_split(loaded[0][1], request)
     rows = sample_rows(split, args.n, args.seed)
     models = dict(zip(labels_for(args.checkpoint), (model for model, _ in loaded)))
     maps = model_maps(models, split.images[rows], args.method, args.batch_size, progress=sys.stderr.isatty())
@@ -56,10 +68,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"{split.name} has no ground-truth masks: no localisation scores")
         return 0
     scores = localization_summary(maps, split.masks[rows], args.threshold)
+    truth = ground_truth(loaded[0][1], request)
     table = [(label, f"{s['loc_acc']:.1f}", f"{s['mean_iou']:.3f}", str(s["n"])) for label, s in scores.items()]
-    print(f"\n{args.method} localisation on {len(rows)} images of {split.name} (threshold {args.threshold} of max):\n")
+    print(f"\n{args.method} localisation on {len(rows)} images of {split.name} (threshold {args.threshold} of max; "
+          f"ground truth: {truth}):\n")
     print(markdown_table(("checkpoint", "loc. acc % (box IoU >= 0.5)", "mean mask IoU", "images"), table))
     record = {"method": args.method, "dataset": dataset, "split": args.split, "n": len(rows), "seed": args.seed,
-              "threshold": args.threshold, "checkpoints": args.checkpoint, "localization": scores}
+              "threshold": args.threshold, "checkpoints": args.checkpoint, "ground_truth": truth, "localization": scores}
     print(f"wrote {write_json(args.out / 'localization.json', record)}")
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fewshot_cam.cli.common import add_data_arguments
+from fewshot_cam.cli.common import add_data_arguments, add_data_options_argument, data_option_values
 from fewshot_cam.data.datasets import detect_layout, load_split, split_info
 from fewshot_cam.data.split import SPLITS
 from fewshot_cam.data.preview import save_grid
@@ -19,6 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     info = sub.add_parser("info", help="classes and images per split, and the detected layout")
     add_data_arguments(info, required=True)
+    add_data_options_argument(info)
     info.add_argument("--image-size", type=int, default=84, help="size to report the cache state for")
     info.set_defaults(_data_run=run_info)
 
@@ -34,6 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     show = sub.add_parser("show", help="save a grid of sample images of a split as a PNG")
     add_data_arguments(show, required=True)
+    add_data_options_argument(show)
     show.add_argument("--split", required=True, choices=SPLITS)
     show.add_argument("--out", required=True, type=Path, help="PNG file to write")
     show.add_argument("--image-size", type=int, default=84)
@@ -48,12 +50,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    layout = detect_layout(args.dataset, args.root)
+    options = data_option_values(args)
+    layout = detect_layout(args.dataset, args.root, options)
     where = "built in, generated in memory" if args.root is None else str(Path(args.root).resolve())
     print(f"{args.dataset} ({where}), layout: {layout}")
     print(f"{'split':<6} {'classes':>8} {'images':>8}  cached at {args.image_size} px")
     for split in SPLITS:
-        info = split_info(args.dataset, args.root, split, args.image_size)
+        info = split_info(args.dataset, args.root, split, args.image_size, options)
         print(f"{split:<6} {info['classes']:>8} {info['images']:>8}  {CACHE_STATE[info['cached']]}")
     return 0
 
@@ -67,7 +70,9 @@ def run_synth(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    split = load_split(args.dataset, args.root, args.split, args.image_size)
+    options = data_option_values(args)
+    split = load_split(args.dataset, args.root, args.split, args.image_size, options)
     save_grid(split, args.out, args.n_classes, args.per_class, seed=args.seed)
-    print(f"wrote {args.out}")
+    outlines = "no masks" if split.masks is None else f"mask outlines in yellow ({detect_layout(args.dataset, args.root, options)})"
+    print(f"wrote {args.out} ({outlines})")
     return 0

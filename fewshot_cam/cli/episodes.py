@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fewshot_cam.cli.common import add_data_arguments
+from fewshot_cam.cli.common import add_data_arguments, add_data_options_argument, data_option_values
 from fewshot_cam.data.episodes import make_episodes, read_episode_header, save_episode_file
 from fewshot_cam.data.split import SPLITS
 
@@ -15,6 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     make = sub.add_parser("make", help="sample N-way K-shot episodes of a split and save them (.json or .json.gz)")
     add_data_arguments(make, required=True)
+    add_data_options_argument(make)
     make.add_argument("--split", default="test", choices=SPLITS)
     make.add_argument("--ways", type=int, default=5)
     make.add_argument("--shots", type=int, default=1)
@@ -39,7 +40,7 @@ def run_make(args: argparse.Namespace) -> int:
     from fewshot_cam.data.datasets import load_split
 
     size = {} if args.image_size is None else {"image_size": args.image_size}
-    split = load_split(args.dataset, args.root, args.split, **size)
+    split = load_split(args.dataset, args.root, args.split, options=data_option_values(args), **size)
     episodes = make_episodes(split, args.ways, args.shots, args.queries, args.n, args.seed)
     path = save_episode_file(episodes, split, args.out)
     print(f"wrote {episodes.n} {args.ways}-way {args.shots}-shot {args.queries}-query episodes of "
