@@ -20,7 +20,7 @@ from fewshot_cam.data.split import Split
 from fewshot_cam.errors import UserError
 from fewshot_cam.evaluation.episodic import check_methods
 from fewshot_cam.evaluation.results import episodes_hash, markdown_table
-from fewshot_cam.evaluation.run import EvalRequest, choose_episodes, request_split
+from fewshot_cam.evaluation.run import EvalRequest, choose_episodes, ground_truth, request_split
 from fewshot_cam.models.checkpoint import load_model
 from fewshot_cam.models.features import model_device
 
@@ -91,6 +91,7 @@ def run_background_ablation(request: AblationRequest, device: torch.device, prog
         "checkpoint": str(ev.checkpoint), "dataset": dataset, "split": ev.split, "image_size": image_size,
         "masks": request.masks, "mask_model": request.mask_model, "mask_threshold": request.mask_threshold,
         "fill": request.fill, "foreground_fraction": float(masks.float().mean()),
+        "ground_truth": ground_truth(ckpt, ev) if request.masks == "gt" else None,
     }
     return {**settings, **summarize(results, episodes.ways)}
 
@@ -106,7 +107,8 @@ def format_ablation(records: Mapping[str, dict]) -> str:
     rows.append(["BRI"] + ["n/a" if v is None else f"{v:.3f}" for v in bri])
     first = next(iter(records.values()))
     head = (f"{first['ways']}-way {first['shots']}-shot {first['queries']}-query, {first['n_episodes']} episodes of "
-            f"{first['dataset']}/{first['split']}; masks {first['masks']}, fill {first['fill']}")
+            f"{first['dataset']}/{first['split']}; masks {first['masks']}"
+            + (f" ({first['ground_truth']})" if first.get("ground_truth") else "") + f", fill {first['fill']}")
     return head + "\n\n" + markdown_table(header, rows)
 
 

@@ -16,9 +16,8 @@ from fewshot_cam.cli.common import (
     data_option_values,
     pick_device,
 )
-from fewshot_cam.data.datasets import detect_layout
 from fewshot_cam.evaluation.results import markdown_table
-from fewshot_cam.evaluation.run import EvalRequest, data_options, data_settings, request_split
+from fewshot_cam.evaluation.run import EvalRequest, ground_truth, request_split
 from fewshot_cam.models.checkpoint import load_model
 
 
@@ -45,12 +44,6 @@ def labels_for(paths: list[str]) -> list[str]:
     if len(set(stems)) == len(stems):
         return stems
     return [f"{Path(p).parent.name}/{Path(p).stem}" for p in paths]
-
-
-def ground_truth(ckpt: dict, request: EvalRequest) -> str:
-    """Where the masks come from: the dataset's layout (for cub: segmentations or boxes, the crop)."""
-    dataset, root, _ = data_settings(ckpt, request)
-    return f"{dataset} {detect_layout(dataset, root, data_options(ckpt, request))}"
 
 
 def run(args: argparse.Namespace) -> int:

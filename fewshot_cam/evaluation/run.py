@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 import torch
 
-from fewshot_cam.data.datasets import load_split
+from fewshot_cam.data.datasets import detect_layout, load_split
 from fewshot_cam.data.episodes import EpisodeSet, find_shipped_episodes, load_episode_file, make_episodes
 from fewshot_cam.data.options import OPTION_KEYS
 from fewshot_cam.data.split import Split
@@ -72,6 +72,12 @@ def data_options(ckpt: dict, request: EvalRequest) -> dict[str, Any]:
     same = (request.dataset or saved.get("dataset")) == saved.get("dataset")
     base = {k: saved[k] for k in OPTION_KEYS if k in saved} if same else {}
     return {**base, **(request.data_options or {})}
+
+
+def ground_truth(ckpt: dict, request: EvalRequest) -> str:
+    """Where the split's masks come from: dataset and layout (for cub: segmentations or boxes, the crop)."""
+    dataset, root, _ = data_settings(ckpt, request)
+    return f"{dataset} {detect_layout(dataset, root, data_options(ckpt, request))}"
 
 
 def request_split(ckpt: dict, request: EvalRequest) -> tuple[Split, str, int]:
