@@ -126,3 +126,17 @@ def test_data_info_and_bad_set(cli, setup):
     assert code == 2 and "--set takes only data read options" in err
     code, _, err = cli("data", "info", "--dataset", "cub", "--root", tmp / "cub", "--set", "data.crop=bbox")
     assert code == 2 and "data.crop" in err
+
+
+def test_joined_split_episodes_and_eval(cli, setup):
+    tmp, ckpt = setup
+    path = tmp / "all.json"
+    code, _, err = cli("episodes", "make", "--dataset", "synthetic", "--split", "train+val+test", *SETTING,
+                       "--n", "3", "--image-size", "16", "--out", path)
+    assert code == 0, err
+    header = json.loads(path.read_text())
+    joined = load_split("synthetic", None, "train+val+test", 16)
+    assert header["split"] == "train+val+test" and header["fingerprint"] == joined.fingerprint()
+    code, _, err = cli("eval", "--checkpoint", ckpt, "--split", "train+val+test", "--episode-file", path,
+                       "--methods", "protonet", "--device", "cpu")
+    assert code == 0, err

@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     show = sub.add_parser("show", help="save a grid of sample images of a split as a PNG")
     add_data_arguments(show, required=True)
     add_data_options_argument(show)
-    show.add_argument("--split", required=True, choices=SPLITS)
+    show.add_argument("--split", required=True, help=f"{', '.join(SPLITS)}, or several joined by +")
     show.add_argument("--out", required=True, type=Path, help="PNG file to write")
     show.add_argument("--image-size", type=int, default=84)
     show.add_argument("--n-classes", type=int, default=8)

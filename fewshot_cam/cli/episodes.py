@@ -7,7 +7,6 @@ from pathlib import Path
 
 from fewshot_cam.cli.common import add_data_arguments, add_data_options_argument, data_option_values
 from fewshot_cam.data.episodes import make_episodes, read_episode_header, save_episode_file
-from fewshot_cam.data.split import SPLITS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,7 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     make = sub.add_parser("make", help="sample N-way K-shot episodes of a split and save them (.json or .json.gz)")
     add_data_arguments(make, required=True)
     add_data_options_argument(make)
-    make.add_argument("--split", default="test", choices=SPLITS)
+    make.add_argument("--split", default="test", help="train, val, test (default), or several joined by + (train+val+test)")
     make.add_argument("--ways", type=int, default=5)
     make.add_argument("--shots", type=int, default=1)
     make.add_argument("--queries", type=int, default=15)
