@@ -57,7 +57,7 @@ def random_pictures(n_classes: int, per_class: int, seed: int = 0) -> list[Pictu
     rng = np.random.default_rng(seed)
     pictures = []
     for c in range(n_classes):
-        folder = f"{c + 1:03d}.Bird_{'ABCDEFGHIJKLMNOP'[c]}"
+        folder = f"{c + 1:03d}.Bird_{chr(ord('A') + c % 26)}{'' if c < 26 else c // 26}"
         bg, fg = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
         for i in range(per_class):
             h, w = 30 + 3 * ((c + i) % 5), 36 + 4 * ((2 * c + i) % 4)
