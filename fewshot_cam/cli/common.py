@@ -49,7 +49,8 @@ def data_option_values(args: argparse.Namespace) -> dict[str, Any] | None:
     nested = parse_overrides(args.overrides)
     other = sorted(set(nested) - {"data"})
     if other or not isinstance(nested.get("data", {}), dict):
-        raise UserError(f"--set takes only data read options here (data.{', data.'.join(OPTION_KEYS)}), got {other or nested}")
+        keys = "data." + ", data.".join(OPTION_KEYS)
+        raise UserError(f"--set takes only data read options here ({keys}), got {other or nested}")
     values = nested.get("data")
     read_options(values)  # unknown keys and bad values raise here, naming the key
     return values or None

@@ -73,6 +73,7 @@ def run_show(args: argparse.Namespace) -> int:
     options = data_option_values(args)
     split = load_split(args.dataset, args.root, args.split, args.image_size, options)
     save_grid(split, args.out, args.n_classes, args.per_class, seed=args.seed)
-    outlines = "no masks" if split.masks is None else f"mask outlines in yellow: {detect_layout(args.dataset, args.root, options)}"
+    layout = detect_layout(args.dataset, args.root, options)
+    outlines = "no masks" if split.masks is None else f"mask outlines in yellow: {layout}"
     print(f"wrote {args.out} ({outlines})")
     return 0

@@ -62,7 +62,8 @@ def load_data(cfg: PretrainConfig, info: distributed.DistInfo) -> tuple[Split, S
     """The training split and (rank 0, validation on) the validation split."""
     d = cfg.data
     train = load_split(d.dataset, d.root, d.train_split, d.image_size, options=d)
-    val = load_split(d.dataset, d.root, cfg.val.split, d.image_size, options=d) if cfg.val.every > 0 and info.is_main else None
+    validate = cfg.val.every > 0 and info.is_main
+    val = load_split(d.dataset, d.root, cfg.val.split, d.image_size, options=d) if validate else None
     return train, val
 
 
