@@ -147,16 +147,19 @@ def test_split_files_json_and_csv_choose_the_classes(tmp_path, tiny):
     json_dir, csv_dir = tmp_path / "json", tmp_path / "csv"
     for d in (json_dir, csv_dir):
         d.mkdir()
-    elsewhere = [f"/home/someone/data/CUB_200_2011/images/{rel}" for rel in mine]  # another machine's paths
+    elsewhere = [f"/home/someone/data/CUB_200_2011/images/{rel}" for rel in mine[::-1]]  # another machine's, shuffled
     for name in ("base", "val", "novel"):
-        closerlook_json(json_dir / f"{name}.json", folders, elsewhere, [folders.index(r.split("/")[0]) for r in mine])
+        closerlook_json(json_dir / f"{name}.json", folders, elsewhere, [folders.index(r.split("/")[0]) for r in mine[::-1]])
     (csv_dir / "test.csv").write_text("filename,label\n" + "".join(f"{r.split('/')[1]},bird{r[:3]}\n" for r in mine))
     from_json = load_split("cub", tiny, "val", 16, {"splits": str(json_dir)})
     assert from_json.class_names == ("001.Bird_A", "002.Bird_B") and from_json.class_sizes() == [4, 4]
-    rule = load_split("cub", tiny, "train", 16)  # class 001 under the rule: the same pixels and masks
+    rule = load_split("cub", tiny, "train", 16)  # class 001 under the rule: the same pixels, masks and order
     assert np.array_equal(from_json.images[:4], rule.images[:4]) and np.array_equal(from_json.masks[:4], rule.masks[:4])
     from_csv = load_split("cub", tiny, "test", 16, {"splits": str(csv_dir)})
     assert from_csv.class_names == ("bird001", "bird002") and np.array_equal(from_csv.images, from_json.images)
+    (csv_dir / "val.csv").write_text(f"filename,label\n{mine[0]},a\n{mine[0]},a\n")
+    with pytest.raises(UserError, match="val.csv: split file names 001.Bird_A/Bird_0_0000_100.jpg twice"):
+        load_split("cub", tiny, "val", 16, {"splits": str(csv_dir)})
     with pytest.raises(UserError, match="split 'train' missing: neither base.json nor train.csv"):
         load_split("cub", tiny, "train", 16, {"splits": str(csv_dir)})
 

@@ -123,7 +123,7 @@ def select(relpaths: list[str], split: str, options: ReadOptions) -> tuple[list[
     if not folder.is_dir():
         raise UserError(f"data.splits is neither '{RULE}' nor a folder of split files", folder)
     path, entries = split_entries(folder, split)
-    return match_images(entries, relpaths, path), path
+    return sorted(match_images(entries, relpaths, path)), path  # images.txt order, whatever the file's
 
 
 def segmentation_folder(folder: Path, options: ReadOptions) -> Path | None:

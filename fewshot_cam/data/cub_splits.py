@@ -11,7 +11,9 @@ A split file replaces the rule: ``data.splits=DIR`` with CloserLook filelists ``
 ``val.json`` / ``novel.json``, or ``train.csv`` / ``val.csv`` / ``test.csv`` with a ``filename,label``
 header (as miniImageNet's), the filename relative to ``images/`` (``<class folder>/<file>.jpg``)
 or the bare file name. A file entry is matched to ``images.txt`` by its last two path components,
-then by its file name, so absolute paths from another machine work.
+then by its file name, so absolute paths from another machine work; the images keep the order of
+``images.txt`` (CloserLook's lists are shuffled), so a frozen episode file means the same pictures
+whichever way the split was chosen.
 """
 
 from __future__ import annotations
@@ -67,11 +69,14 @@ def match_images(entries: list[tuple[str, str]], relpaths: Sequence[str], path: 
     by_name: dict[str, int] = {}
     for i, rel in enumerate(relpaths):
         by_name.setdefault(PurePath(rel).name, i)
-    matched = []
+    matched, seen = [], set()
     for stored, label in entries:
         parts = PurePath(stored.replace("\\", "/")).parts
         i = by_rel.get("/".join(parts[-2:]), by_name.get(parts[-1] if parts else ""))
         if i is None:
             raise UserError(f"split file names {stored!r}, which images.txt does not list", path)
+        if i in seen:
+            raise UserError(f"split file names {relpaths[i]} twice ({stored!r})", path)
+        seen.add(i)
         matched.append((i, label))
     return matched
