@@ -18,13 +18,12 @@ import torch
 from fewshot_cam.analysis.ablation import CONDITIONS, FILLS, attribution_masks, compact, run_ablation, summarize
 from fewshot_cam.analysis.attribution import METHODS as ATTRIBUTIONS
 from fewshot_cam.data.checks import check_split_masks
-from fewshot_cam.data.datasets import load_split
 from fewshot_cam.data.mask_file import is_mask_file, with_mask_file
 from fewshot_cam.data.split import Split
 from fewshot_cam.errors import UserError
 from fewshot_cam.evaluation.episodic import check_methods
 from fewshot_cam.evaluation.results import episodes_hash, markdown_table
-from fewshot_cam.evaluation.run import EvalRequest, choose_episodes, data_settings
+from fewshot_cam.evaluation.run import EvalRequest, choose_episodes, ground_truth, request_split
 from fewshot_cam.models.checkpoint import load_model
 from fewshot_cam.models.features import model_device
 
@@ -83,8 +82,7 @@ def run_background_ablation(request: AblationRequest, device: torch.device, prog
     ev = request.episodes
     methods = check_methods(ev.methods)
     model, ckpt = load_model(ev.checkpoint, backbone=ev.backbone, map_location=device)
-    dataset, root, image_size = data_settings(ckpt, ev)
-    split = load_split(dataset, root, ev.split, image_size)
+    split, dataset, image_size = request_split(ckpt, ev)
     eligible = None
     if is_mask_file(request.masks):  # episodes only from images with a mask
         split, eligible = with_mask_file(split, request.masks)
@@ -101,6 +99,7 @@ def run_background_ablation(request: AblationRequest, device: torch.device, prog
         "masks": request.masks, "mask_model": request.mask_model, "mask_threshold": request.mask_threshold,
         "fill": request.fill, "foreground_fraction": float(masks.float().mean()),
         "eligible_per_class": eligible,
+        "ground_truth": ground_truth(ckpt, ev) if request.masks == "gt" else None,
     }
     return {**settings, **summarize(results, episodes.ways)}
 
@@ -116,7 +115,8 @@ def format_ablation(records: Mapping[str, dict]) -> str:
     rows.append(["BRI"] + ["n/a" if v is None else f"{v:.3f}" for v in bri])
     first = next(iter(records.values()))
     head = (f"{first['ways']}-way {first['shots']}-shot {first['queries']}-query, {first['n_episodes']} episodes of "
-            f"{first['dataset']}/{first['split']}; masks {first['masks']}, fill {first['fill']}")
+            f"{first['dataset']}/{first['split']}; masks {first['masks']}"
+            + (f" ({first['ground_truth']})" if first.get("ground_truth") else "") + f", fill {first['fill']}")
     return head + "\n\n" + markdown_table(header, rows)
 
 

@@ -15,7 +15,7 @@ from fewshot_cam.analysis.ablation_run import (
 )
 from fewshot_cam.analysis.pictures import save_condition_bars, write_json
 from fewshot_cam.cli import eval as eval_cli
-from fewshot_cam.cli.common import pick_device
+from fewshot_cam.cli.common import data_option_values, pick_device
 from fewshot_cam.data.mask_file import is_mask_file
 from fewshot_cam.evaluation.episodic import check_methods
 from fewshot_cam.evaluation.run import EvalRequest
@@ -50,6 +50,7 @@ def request_from_args(args: argparse.Namespace) -> AblationRequest:
             episodes=args.episodes, seed=args.seed, episode_file=args.episode_file,
             methods=tuple(check_methods(args.methods)), split=args.split, dataset=args.dataset, root=args.root,
             image_size=args.image_size, backbone=args.backbone, batch_size=args.batch_size,
+            data_options=data_option_values(args),
         ),
         masks=args.masks, mask_model=args.mask_model, mask_threshold=args.mask_threshold, fill=args.fill,
         cam_batch_size=args.cam_batch_size,

@@ -17,12 +17,17 @@ from fewshot_cam.analysis.cam_scores import faithfulness_scores, localization_sc
 from fewshot_cam.analysis.cam_targets import TARGETS, build_target, default_target, targeted_maps
 from fewshot_cam.analysis.faithfulness import FILLS
 from fewshot_cam.analysis.pictures import write_json
-from fewshot_cam.cli.common import add_data_arguments, add_device_argument, pick_device
+from fewshot_cam.cli.common import (
+    add_data_arguments,
+    add_data_options_argument,
+    add_device_argument,
+    data_option_values,
+    pick_device,
+)
 from fewshot_cam.data.checks import check_split_masks
-from fewshot_cam.data.datasets import load_split
 from fewshot_cam.data.mask_file import with_mask_file
 from fewshot_cam.evaluation.results import markdown_table
-from fewshot_cam.evaluation.run import EvalRequest, data_settings
+from fewshot_cam.evaluation.run import EvalRequest, ground_truth, request_split
 from fewshot_cam.models.checkpoint import load_model
 
 
@@ -30,6 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", action="append", required=True,
                         help="checkpoint to draw; give it twice (e.g. CE and CAM-loss) for side-by-side columns")
     add_data_arguments(parser)
+    add_data_options_argument(parser)
     parser.add_argument("--split", default="test", help="train, val or test (default test)")
     parser.add_argument("--image-size", type=int, default=None, help="image side (default: the first checkpoint's)")
     parser.add_argument("--method", default="cam", choices=list(METHODS), help="attribution method")
@@ -65,9 +71,8 @@ def run(args: argparse.Namespace) -> int:
     device = pick_device(args.device)
     loaded = [load_model(path, map_location=device) for path in args.checkpoint]
     request = EvalRequest(checkpoint=args.checkpoint[0], split=args.split, dataset=args.dataset, root=args.root,
-                          image_size=args.image_size)
-    dataset, root, image_size = data_settings(loaded[0][1], request)
-    split = load_split(dataset, root, args.split, image_size)
+                          image_size=args.image_size, data_options=data_option_values(args))
+    split, dataset, _ = request_split(loaded[0][1], request)
     eligible = None if args.masks is None else with_mask_file(split, args.masks)
     split = split if eligible is None else eligible[0]
     rows = sample_rows(split, args.n, args.seed)
@@ -86,10 +91,12 @@ def run(args: argparse.Namespace) -> int:
     else:
         check_split_masks(split, rows)  # an all-empty or all-full mask would score a meaningless IoU
         found = {label: localization_scores(m, split.masks[rows], args.threshold) for label, m in maps.items()}
-        print_localization(found, args, split.name, len(rows))
+        truth = ground_truth(loaded[0][1], request)
+        print_localization(found, args, f"{split.name} (ground truth: {truth})", len(rows))
         record["localization"] = {label: s["fixed"] for label, s in found.items()}
         record["maxboxacc"] = {label: s["maxboxacc"] for label, s in found.items()}
         record["pxap"] = {label: s["pxap"] for label, s in found.items()}
+        record["ground_truth"] = truth
         record["mask_file"] = None if args.masks is None else str(args.masks)
         record["eligible_per_class"] = None if eligible is None else eligible[1]
     if split.masks is not None or args.faithfulness:

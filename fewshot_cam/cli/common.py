@@ -9,6 +9,8 @@ from typing import Any
 import torch
 
 from fewshot_cam.config import merge, parse_overrides, read_yaml
+from fewshot_cam.data.datasets import DATASETS
+from fewshot_cam.data.options import OPTION_KEYS, read_options
 from fewshot_cam.errors import UserError
 
 
@@ -31,8 +33,27 @@ def pick_device(name: str) -> torch.device:
 
 def add_data_arguments(parser: argparse.ArgumentParser, required: bool = False) -> None:
     """``--dataset D --root R``: where images come from."""
-    parser.add_argument("--dataset", required=required, help="mini-imagenet, tiered-imagenet, imagefolder or synthetic")
+    parser.add_argument("--dataset", required=required, help=", ".join(DATASETS))
     parser.add_argument("--root", default=None, help="dataset root folder (not needed for synthetic)")
+
+
+def add_data_options_argument(parser: argparse.ArgumentParser) -> None:
+    """``--set data.KEY=VALUE`` (repeatable) for the read options of cub and filelist, in commands
+    without a config file."""
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="data.KEY=VALUE",
+                        help=f"read option of cub/filelist ({', '.join(OPTION_KEYS)}), e.g. --set data.crop=box")
+
+
+def data_option_values(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The ``--set data.KEY=VALUE`` options given (checked), or None when none are."""
+    nested = parse_overrides(args.overrides)
+    other = sorted(set(nested) - {"data"})
+    if other or not isinstance(nested.get("data", {}), dict):
+        keys = "data." + ", data.".join(OPTION_KEYS)
+        raise UserError(f"--set takes only data read options here ({keys}), got {other or nested}")
+    values = nested.get("data")
+    read_options(values)  # unknown keys and bad values raise here, naming the key
+    return values or None
 
 
 # flag dest -> dotted config key, for the flags every training command shares

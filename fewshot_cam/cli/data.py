@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from fewshot_cam.cli.common import add_data_arguments
+from fewshot_cam.cli.common import add_data_arguments, add_data_options_argument, data_option_values
 from fewshot_cam.data.box_masks import BOX_SHAPES, REFINES, boxes_from_masks
 from fewshot_cam.data.boxes import BoxRequest, build_box_masks, coverage_table
 from fewshot_cam.data.datasets import detect_layout, load_split, split_info
@@ -27,6 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     info = sub.add_parser("info", help="classes and images per split, and the detected layout")
     add_data_arguments(info, required=True)
+    add_data_options_argument(info)
     info.add_argument("--image-size", type=int, default=84, help="size to report the cache state for")
     info.set_defaults(_data_run=run_info)
 
@@ -42,7 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     show = sub.add_parser("show", help="save a grid of sample images of a split as a PNG")
     add_data_arguments(show, required=True)
-    show.add_argument("--split", required=True, choices=SPLITS)
+    add_data_options_argument(show)
+    show.add_argument("--split", required=True, help=f"{', '.join(SPLITS)}, or several joined by +")
     show.add_argument("--out", required=True, type=Path, help="PNG file to write")
     show.add_argument("--image-size", type=int, default=84)
     show.add_argument("--n-classes", type=int, default=8)
@@ -86,12 +88,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    layout = detect_layout(args.dataset, args.root)
+    options = data_option_values(args)
+    layout = detect_layout(args.dataset, args.root, options)
     where = "built in, generated in memory" if args.root is None else str(Path(args.root).resolve())
     print(f"{args.dataset} ({where}), layout: {layout}")
     print(f"{'split':<6} {'classes':>8} {'images':>8}  cached at {args.image_size} px")
     for split in SPLITS:
-        info = split_info(args.dataset, args.root, split, args.image_size)
+        info = split_info(args.dataset, args.root, split, args.image_size, options)
         print(f"{split:<6} {info['classes']:>8} {info['images']:>8}  {CACHE_STATE[info['cached']]}")
     return 0
 
@@ -105,11 +108,14 @@ def run_synth(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    split = load_split(args.dataset, args.root, args.split, args.image_size)
+    options = data_option_values(args)
+    split = load_split(args.dataset, args.root, args.split, args.image_size, options)
     if args.masks is not None:
         split, _ = with_mask_file(split, args.masks)
     save_grid(split, args.out, args.n_classes, args.per_class, seed=args.seed)
-    print(f"wrote {args.out}")
+    layout = detect_layout(args.dataset, args.root, options)
+    outlines = "no masks" if split.masks is None else f"mask outlines in yellow: {layout}"
+    print(f"wrote {args.out} ({outlines})")
     return 0
 
 

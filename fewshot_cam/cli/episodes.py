@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fewshot_cam.cli.common import add_data_arguments
+from fewshot_cam.cli.common import add_data_arguments, add_data_options_argument, data_option_values
 from fewshot_cam.data.episodes import (
     check_episode_count,
     check_seed,
@@ -13,7 +13,6 @@ from fewshot_cam.data.episodes import (
     read_episode_header,
     save_episode_file,
 )
-from fewshot_cam.data.split import SPLITS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,7 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     make = sub.add_parser("make", help="sample N-way K-shot episodes of a split and save them (.json or .json.gz)")
     add_data_arguments(make, required=True)
-    make.add_argument("--split", default="test", choices=SPLITS)
+    add_data_options_argument(make)
+    make.add_argument("--split", default="test", help="train, val, test (default), or several joined by + (train+val+test)")
     make.add_argument("--ways", type=int, default=5)
     make.add_argument("--shots", type=int, default=1)
     make.add_argument("--queries", type=int, default=15)
@@ -47,7 +47,7 @@ def run_make(args: argparse.Namespace) -> int:
     check_seed(args.seed)  # before any image is decoded
     check_episode_count(args.n, f"{args.dataset}/{args.split}", args.ways, args.shots, args.queries)
     size = {} if args.image_size is None else {"image_size": args.image_size}
-    split = load_split(args.dataset, args.root, args.split, **size)
+    split = load_split(args.dataset, args.root, args.split, options=data_option_values(args), **size)
     episodes = make_episodes(split, args.ways, args.shots, args.queries, args.n, args.seed)
     path = save_episode_file(episodes, split, args.out)
     print(f"wrote {episodes.n} {args.ways}-way {args.shots}-shot {args.queries}-query episodes of "

@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fewshot_cam.cli.common import add_data_arguments, add_device_argument, pick_device
+from fewshot_cam.cli.common import (
+    add_data_arguments,
+    add_data_options_argument,
+    add_device_argument,
+    data_option_values,
+    pick_device,
+)
 from fewshot_cam.evaluation.episodic import DEFAULT_METHODS, METHODS, check_methods
 from fewshot_cam.evaluation.results import format_result, write_result
 from fewshot_cam.evaluation.run import DEFAULT_EPISODES, EvalRequest, run_evaluation
@@ -26,6 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--methods", default=",".join(DEFAULT_METHODS), help=f"comma-separated: {', '.join(METHODS)}")
     parser.add_argument("--split", default="test", help="train, val or test (default test)")
     add_data_arguments(parser)
+    add_data_options_argument(parser)
     parser.add_argument("--image-size", type=int, default=None, help="image side (default: the checkpoint's)")
     parser.add_argument("--batch-size", type=int, default=500, help="episodes evaluated at once")
     add_device_argument(parser)
@@ -38,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
         episodes=args.episodes, seed=args.seed, episode_file=args.episode_file,
         methods=tuple(check_methods(args.methods)), split=args.split, dataset=args.dataset, root=args.root,
         image_size=args.image_size, backbone=args.backbone, batch_size=args.batch_size,
+        data_options=data_option_values(args),
     )
     result = run_evaluation(request, pick_device(args.device), progress=sys.stderr.isatty())
     print(format_result(result))

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from fewshot_cam.data import cache, imagefolder, mini_imagenet, tiered_imagenet
+from fewshot_cam.data import cache, closerlook, cub, imagefolder, mini_imagenet, tiered_imagenet
 from fewshot_cam.data.decode import Source, check_root, check_split
-from fewshot_cam.data.split import Split
+from fewshot_cam.data.options import ReadOptions, changed, read_options
+from fewshot_cam.data.split import Split, concat_splits
 from fewshot_cam.errors import UserError
 
 
@@ -29,6 +30,8 @@ class DatasetFormat:
     class_sizes: Callable[[Source], dict[str, int]]
     """source -> images per class, without decoding images."""
     needs_root: bool = True
+    takes_options: bool = False
+    """detect_layout and locate take the :class:`ReadOptions` as a last argument (others refuse options)."""
 
 
 def _synthetic():
@@ -59,7 +62,11 @@ DATASETS: dict[str, DatasetFormat] = {
     "tiered-imagenet": DatasetFormat(tiered_imagenet.detect_layout, tiered_imagenet.locate, tiered_imagenet.read, tiered_imagenet.class_sizes),
     "imagefolder": DatasetFormat(imagefolder.detect_layout, imagefolder.locate, imagefolder.read, imagefolder.class_sizes),
     "synthetic": SYNTHETIC,
+    "cub": DatasetFormat(cub.detect_layout, cub.locate, cub.read, cub.class_sizes, takes_options=True),
+    "filelist": DatasetFormat(closerlook.detect_layout, closerlook.locate, closerlook.read, closerlook.class_sizes,
+                              takes_options=True),
 }
+Options = ReadOptions | dict | None
 
 
 def get_format(dataset: str) -> DatasetFormat:
@@ -75,38 +82,65 @@ def _root(dataset: str, root: str | Path | None) -> Path | None:
     return check_root(root, dataset)
 
 
-def detect_layout(dataset: str, root: str | Path | None) -> str:
+def _options(dataset: str, options: Options) -> tuple[ReadOptions, ...]:
+    """() for a format without options (UserError if any is set), else (the ReadOptions,)."""
+    opts = read_options(options)
+    if get_format(dataset).takes_options:
+        return (opts,)
+    if changed(opts):
+        takers = ", ".join(name for name, fmt in DATASETS.items() if fmt.takes_options)
+        raise UserError(f"dataset '{dataset}' takes no data options (got {changed(opts)}; they apply to {takers})")
+    return ()
+
+
+def detect_layout(dataset: str, root: str | Path | None, options: Options = None) -> str:
     """The layout ``root`` holds for ``dataset`` (e.g. mini-imagenet: 'pickle' or 'csv')."""
-    return get_format(dataset).detect_layout(_root(dataset, root))
+    return get_format(dataset).detect_layout(_root(dataset, root), *_options(dataset, options))
 
 
-def locate(dataset: str, root: str | Path | None, split: str) -> Source:
+def locate(dataset: str, root: str | Path | None, split: str, options: Options = None) -> Source:
     """Where ``split`` of ``dataset`` lives under ``root``: layout and source files (nothing decoded)."""
-    return get_format(dataset).locate(_root(dataset, root), check_split(split))
+    return get_format(dataset).locate(_root(dataset, root), check_split(split), *_options(dataset, options))
 
 
-def load_split(dataset: str, root: str | Path | None, split: str, image_size: int = 84) -> Split:
-    """Split ``split`` ("train", "val", "test") of ``dataset`` under ``root``, as uint8 at ``image_size``.
+def split_parts(split: str) -> list[str]:
+    """``"train+val+test"`` -> its splits (one split name stands for itself); UserError on a repeat."""
+    parts = [check_split(p.strip()) for p in split.split("+")] if "+" in split else [split]
+    if len(set(parts)) != len(parts):
+        raise UserError(f"split '{split}' names a split twice")
+    return parts
 
-    Classes are sorted by name; images of a class keep their source order. Cached after the first load.
+
+def load_split(dataset: str, root: str | Path | None, split: str, image_size: int = 84, options: Options = None) -> Split:
+    """Split ``split`` ("train", "val", "test", or several joined by '+', e.g. "train+val+test") of
+    ``dataset`` under ``root``, as uint8 at ``image_size``; ``options``: see :mod:`fewshot_cam.data.options`.
+
+    Classes are sorted by name; images of a class keep their source order. Cached after the first load
+    (each part of a joined split on its own).
     """
     if image_size < 1:
         raise UserError(f"image size must be positive, got {image_size}")
-    source = locate(dataset, root, split)
+    parts = split_parts(split)
+    if len(parts) > 1:
+        return concat_splits([load_split(dataset, root, p, image_size, options) for p in parts], f"{dataset}/{split}")
+    source = locate(dataset, root, split, options)
     fmt = get_format(dataset)
     return cache.cached(source, image_size, lambda: fmt.read(source, image_size))
 
 
-def class_sizes(dataset: str, root: str | Path | None, split: str) -> dict[str, int]:
-    """Images per class of ``split``, read without decoding images."""
-    source = locate(dataset, root, split)
-    return get_format(dataset).class_sizes(source)
+def class_sizes(dataset: str, root: str | Path | None, split: str, options: Options = None) -> dict[str, int]:
+    """Images per class of ``split`` (joined splits too), read without decoding images."""
+    sizes: dict[str, int] = {}
+    for part in split_parts(split):
+        source = locate(dataset, root, part, options)
+        sizes.update(get_format(dataset).class_sizes(source))
+    return sizes
 
 
-def split_info(dataset: str, root: str | Path | None, split: str, image_size: int = 84) -> dict:
+def split_info(dataset: str, root: str | Path | None, split: str, image_size: int = 84, options: Options = None) -> dict:
     """For ``data info``: layout, number of classes and images, and whether it is cached at ``image_size``
     (None for data that is never cached: the in-memory synthetic benchmark)."""
-    source = locate(dataset, root, split)
+    source = locate(dataset, root, split, options)
     sizes = get_format(dataset).class_sizes(source)
     return {"layout": source.layout, "classes": len(sizes), "images": sum(sizes.values()),
             "cached": cache.is_cached(source, image_size) if source.files else None}

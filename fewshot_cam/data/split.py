@@ -15,6 +15,8 @@ from typing import Sequence
 
 import numpy as np
 
+from fewshot_cam.errors import UserError
+
 SPLITS = ("train", "val", "test")
 
 
@@ -72,3 +74,23 @@ def class_fingerprint(class_names: Sequence[str], class_sizes: Sequence[int]) ->
     """:meth:`Split.fingerprint` from names and sizes alone (no images needed)."""
     payload = json.dumps([[n, int(s)] for n, s in zip(class_names, class_sizes)])
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def concat_splits(parts: Sequence[Split], name: str) -> Split:
+    """One Split of every image of ``parts`` (disjoint class sets), in canonical order: classes sorted,
+    each class's images in their part's order. Masks are kept when every part has them."""
+    seen: dict[str, str] = {}
+    for part in parts:
+        for c in part.class_names:
+            if c in seen:
+                raise UserError(f"class '{c}' is in both {seen[c]} and {part.name}: splits to join must not share classes")
+            seen[c] = part.name
+    class_names = tuple(sorted(seen))
+    lookup = {c: i for i, c in enumerate(class_names)}
+    labels = np.concatenate([np.array([lookup[c] for c in p.class_names], np.int64)[p.labels] for p in parts])
+    order = np.argsort(labels, kind="stable")  # (N,) canonical order
+    images = np.concatenate([p.images for p in parts])[order]
+    masks = None
+    if all(p.masks is not None for p in parts):
+        masks = np.concatenate([p.masks for p in parts])[order]
+    return Split(images, labels[order], class_names, masks, name=name, source=parts[0].source if parts else "")

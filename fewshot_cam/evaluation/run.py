@@ -1,6 +1,9 @@
 """One evaluation run: checkpoint -> split -> episodes -> features (once) -> every method -> result.
 
-The data defaults to the checkpoint's own (``ckpt["config"]["data"]``: dataset, root, image_size);
+The data defaults to the checkpoint's own (``ckpt["config"]["data"]``: dataset, root, image_size and
+the read options). Another dataset than the checkpoint's (cross-domain evaluation: a miniImageNet
+checkpoint on CUB's test split) takes none of them: its root and options come from the request, the
+image size from the checkpoint (the backbone's input size; the number of classes plays no part).
 episodes come from a given file, else from ``n`` seeded draws, else from the shipped frozen file for
 this split and setting (:func:`find_shipped_episodes`), else from ``DEFAULT_EPISODES`` draws with seed 0.
 """
@@ -9,11 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Mapping
 
 import torch
 
-from fewshot_cam.data.datasets import load_split
+from fewshot_cam.data.datasets import detect_layout, load_split
 from fewshot_cam.data.episodes import EpisodeSet, find_shipped_episodes, load_episode_file, make_episodes
+from fewshot_cam.data.options import OPTION_KEYS
 from fewshot_cam.data.split import Split
 from fewshot_cam.errors import UserError
 from fewshot_cam.evaluation.episodic import DEFAULT_METHODS, check_methods, evaluate_episodes
@@ -44,6 +49,8 @@ class EvalRequest:
     backbone: str | None = None
     batch_size: int = 500
     feature_batch_size: int = 256
+    data_options: Mapping[str, Any] | None = None
+    """Read options given explicitly (``--set data.KEY=VALUE``); they override the checkpoint's."""
 
 
 def data_settings(ckpt: dict, request: EvalRequest) -> tuple[str, str | None, int]:
@@ -55,8 +62,29 @@ def data_settings(ckpt: dict, request: EvalRequest) -> tuple[str, str | None, in
                         request.checkpoint)
     same = dataset == saved.get("dataset")
     root = request.root if request.root is not None or not same else saved.get("root")
-    image_size = request.image_size or (saved.get("image_size") if same else None) or 84
+    image_size = request.image_size or saved.get("image_size") or 84
     return dataset, root, int(image_size)
+
+
+def data_options(ckpt: dict, request: EvalRequest) -> dict[str, Any]:
+    """The read options: the checkpoint's (for its own dataset only), overridden by the request's."""
+    saved = (ckpt.get("config") or {}).get("data") or {}
+    same = (request.dataset or saved.get("dataset")) == saved.get("dataset")
+    base = {k: saved[k] for k in OPTION_KEYS if k in saved} if same else {}
+    return {**base, **(request.data_options or {})}
+
+
+def ground_truth(ckpt: dict, request: EvalRequest) -> str:
+    """Where the split's masks come from: dataset and layout (for cub: segmentations or boxes, the crop)."""
+    dataset, root, _ = data_settings(ckpt, request)
+    return f"{dataset} {detect_layout(dataset, root, data_options(ckpt, request))}"
+
+
+def request_split(ckpt: dict, request: EvalRequest) -> tuple[Split, str, int]:
+    """(the split to evaluate on, its dataset name, the image size) for ``request``."""
+    dataset, root, image_size = data_settings(ckpt, request)
+    split = load_split(dataset, root, request.split, image_size, options=data_options(ckpt, request))
+    return split, dataset, image_size
 
 
 def choose_episodes(split: Split, request: EvalRequest) -> EpisodeSet:
@@ -91,8 +119,7 @@ def run_evaluation(request: EvalRequest, device: torch.device, progress: bool = 
     """Evaluate ``request.methods`` of the checkpoint's frozen backbone on the chosen episodes."""
     methods = check_methods(request.methods)
     model, ckpt = load_model(request.checkpoint, backbone=request.backbone, map_location=device)
-    dataset, root, image_size = data_settings(ckpt, request)
-    split = load_split(dataset, root, request.split, image_size)
+    split, dataset, _ = request_split(ckpt, request)
     episodes = choose_episodes(split, request)
     features, indices = episode_features(model, split, episodes.indices, request.feature_batch_size, progress)
     accuracies = evaluate_episodes(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from fewshot_cam.data.options import ReadOptions
 from fewshot_cam.losses.camloss import LossConfig
 from fewshot_cam.losses.distill import DistillConfig
 from fewshot_cam.losses.saol import SAOLLossConfig
@@ -18,17 +19,19 @@ from fewshot_cam.training.validation import ValConfig
 
 
 @dataclass(frozen=True)
-class DataConfig:
-    """Where the training images come from."""
+class DataConfig(ReadOptions):
+    """Where the training images come from, and the read options (``crop``, ``masks``, ... of
+    :class:`~fewshot_cam.data.options.ReadOptions`) of the formats that take them."""
 
     dataset: str = "synthetic"
-    """Dataset name: mini-imagenet, tiered-imagenet, imagefolder or synthetic (built in, no files)."""
+    """Dataset name: mini-imagenet, tiered-imagenet, imagefolder, cub, filelist or synthetic (built in, no files)."""
     root: str | None = None
     """Dataset root folder (not needed for synthetic)."""
     image_size: int = 84
     """Side of the (square) images, in pixels."""
     train_split: str = "train"
-    """Split whose classes are the base classes."""
+    """Split whose classes are the base classes; several joined by '+' (e.g. train+val+test, Chen et
+    al.'s cross-domain pretraining on all 100 miniImageNet classes)."""
     on_device: bool = False
     """Keep the whole uint8 training split in device memory (fast on a GPU with room to spare);
     otherwise it stays in host memory and each batch is gathered into pinned memory."""

@@ -61,8 +61,9 @@ class Pretraining:
 def load_data(cfg: PretrainConfig, info: distributed.DistInfo) -> tuple[Split, Split | None]:
     """The training split and (rank 0, validation on) the validation split."""
     d = cfg.data
-    train = load_split(d.dataset, d.root, d.train_split, d.image_size)
-    val = load_split(d.dataset, d.root, cfg.val.split, d.image_size) if cfg.val.every > 0 and info.is_main else None
+    train = load_split(d.dataset, d.root, d.train_split, d.image_size, options=d)
+    validate = cfg.val.every > 0 and info.is_main
+    val = load_split(d.dataset, d.root, cfg.val.split, d.image_size, options=d) if validate else None
     return train, val
 
 
