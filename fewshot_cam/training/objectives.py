@@ -20,17 +20,18 @@ import torch.nn as nn
 from fewshot_cam.losses.camloss import LossConfig, total_loss
 from fewshot_cam.losses.distill import DistillConfig, distill_loss, teacher_outputs
 from fewshot_cam.losses.saol import SAOLLossConfig, cutmix, saol_total_loss
-from fewshot_cam.models.saol import SAOLHead
+from fewshot_cam.models.saol import SAOL_HEADS
 
-SAOL_PARTS = ("self_distill", "aux_ce", "cutmix_ce", "paste", "consistency")
+SAOL_PARTS = ("self_distill", "aux_ce", "cutmix_ce", "spatial_ce", "paste", "consistency")
 """Parts of L_saol; the CutMix ones are 0 on steps without CutMix (``saol.cutmix_prob`` < 1)."""
 
 
 class FeaturesAndHead(nn.Module):
     """``forward(x) -> (features (B, C, h, w), head outputs)``: one forward for every loss term.
 
-    Head outputs: ``SAOLHead.forward_all`` for a SAOL head, else ``{"logits": (B, K)}``. This is the
-    module DistributedDataParallel wraps, so its gradients are all-reduced.
+    Head outputs: ``forward_all`` for a SAOL head, else ``{"logits": (B, K)}``; a head that reads the
+    backbone's stages gets all of them, ``features`` is the last. This is the module
+    DistributedDataParallel wraps, so its gradients are all-reduced.
     """
 
     def __init__(self, model: nn.Module) -> None:
@@ -38,10 +39,14 @@ class FeaturesAndHead(nn.Module):
         self.model = model
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        features = self.model.forward_features(x)  # (B, C, h, w)
-        if isinstance(self.model.head, SAOLHead):
-            return features, self.model.head.forward_all(features)
-        return features, {"logits": self.model.forward_head(features)}  # (B, K)
+        if self.model.head_takes_stages:
+            stages = self.model.forward_stages(x)  # [(B, C_i, h_i, w_i)]
+            features, head_input = stages[-1], stages
+        else:
+            features = head_input = self.model.forward_features(x)  # (B, C, h, w)
+        if isinstance(self.model.head, SAOL_HEADS):
+            return features, self.model.head.forward_all(head_input)
+        return features, {"logits": self.model.forward_head(head_input)}  # (B, K)
 
 
 @dataclass(frozen=True)
@@ -56,7 +61,7 @@ class Objective:
 
     @property
     def is_saol(self) -> bool:
-        return isinstance(self.head, SAOLHead)
+        return isinstance(self.head, SAOL_HEADS)
 
     @property
     def part_names(self) -> tuple[str, ...]:
