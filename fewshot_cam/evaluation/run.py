@@ -23,6 +23,28 @@ from fewshot_cam.models.features import extract_features
 
 DEFAULT_EPISODES = 2000
 DEFAULT_QUERIES = 15
+COSINE_CLASSIFIER = ("baseline++", "cosine-finetune")
+
+
+def reported_name(method: str, ckpt: dict) -> str:
+    """The name a result carries. Chen et al.'s Baseline++ pretrains with the cosine classifier and
+    fine-tunes one on the support set; so ``baseline++`` / ``cosine-finetune`` (the same fine-tuning)
+    is reported as "baseline++" only for a checkpoint pretrained with ``model.head: cosine``, and as
+    "cosine-finetune" for any other."""
+    if method not in COSINE_CLASSIFIER:
+        return method
+    return "baseline++" if (ckpt.get("model_config") or {}).get("head") == "cosine" else "cosine-finetune"
+
+
+def distinct_methods(methods: list[str], ckpt: dict) -> list[str]:
+    """The requested methods, without one whose reported name repeats an earlier one's."""
+    seen: set[str] = set()
+    out = []
+    for method in methods:
+        if reported_name(method, ckpt) not in seen:
+            seen.add(reported_name(method, ckpt))
+            out.append(method)
+    return out
 
 
 @dataclass(frozen=True)
@@ -89,8 +111,9 @@ def episode_features(model: torch.nn.Module, split: Split, indices: torch.Tensor
 
 def run_evaluation(request: EvalRequest, device: torch.device, progress: bool = False) -> EvalResult:
     """Evaluate ``request.methods`` of the checkpoint's frozen backbone on the chosen episodes."""
-    methods = check_methods(request.methods)
+    requested = check_methods(request.methods)
     model, ckpt = load_model(request.checkpoint, backbone=request.backbone, map_location=device)
+    methods = distinct_methods(requested, ckpt)
     dataset, root, image_size = data_settings(ckpt, request)
     split = load_split(dataset, root, request.split, image_size)
     episodes = choose_episodes(split, request)
@@ -103,5 +126,5 @@ def run_evaluation(request: EvalRequest, device: torch.device, progress: bool = 
         episode_file=None if episodes.path is None else str(episodes.path), seed=request.seed,
         fingerprint=episodes.fingerprint, episodes_hash=episodes_hash(episodes.indices),
         checkpoint=str(request.checkpoint), dataset=dataset, split=request.split,
-        results=tuple(MethodResult.from_accuracies(m, accuracies[m]) for m in methods),
+        results=tuple(MethodResult.from_accuracies(reported_name(m, ckpt), accuracies[m]) for m in methods),
     )
