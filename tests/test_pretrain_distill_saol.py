@@ -83,7 +83,7 @@ def test_saol_resume_ends_where_an_uninterrupted_run_ends(saol_run, tmp_path, in
     assert code == 2 and "model.head" in err
 
 
-@pytest.mark.parametrize("mode", ["kd", "ccm"])
+@pytest.mark.parametrize("mode", ["kd", "ccm", "zk-at"])
 def test_distillation_run_logs_parts_and_leaves_the_teacher_alone(mode, teacher_path, tmp_path, monkeypatch, cli):
     from fewshot_cam.cli import pretrain as command
     from fewshot_cam.training.pretrain import fit

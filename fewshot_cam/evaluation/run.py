@@ -18,7 +18,7 @@ from fewshot_cam.data.split import Split
 from fewshot_cam.errors import UserError
 from fewshot_cam.evaluation.episodic import DEFAULT_METHODS, check_methods, evaluate_episodes
 from fewshot_cam.evaluation.results import EvalResult, MethodResult, episodes_hash
-from fewshot_cam.models.checkpoint import load_model
+from fewshot_cam.models.checkpoint import final_checkpoint, load_model
 from fewshot_cam.models.features import extract_features
 
 DEFAULT_EPISODES = 2000
@@ -125,6 +125,7 @@ def run_evaluation(request: EvalRequest, device: torch.device, progress: bool = 
         ways=episodes.ways, shots=episodes.shots, queries=episodes.queries, n_episodes=episodes.n,
         episode_file=None if episodes.path is None else str(episodes.path), seed=request.seed,
         fingerprint=episodes.fingerprint, episodes_hash=episodes_hash(episodes.indices),
-        checkpoint=str(request.checkpoint), dataset=dataset, split=request.split,
+        checkpoint=str(final_checkpoint(request.checkpoint) if Path(request.checkpoint).is_dir() else request.checkpoint),
+        dataset=dataset, split=request.split,
         results=tuple(MethodResult.from_accuracies(reported_name(m, ckpt), accuracies[m]) for m in methods),
     )

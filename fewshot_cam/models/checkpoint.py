@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from fewshot_cam.config import from_dict
+from fewshot_cam.config import from_dict, read_yaml
 from fewshot_cam.errors import UserError
 from fewshot_cam.io import atomic_write
 from fewshot_cam.models.classifier import FewShotClassifier
@@ -25,6 +25,19 @@ from fewshot_cam.models.factory import ModelConfig, build_model
 
 FORMAT = "fewshot-cam/1"
 REQUIRED = ("model", "model_config", "num_classes")
+SELECTIONS = {"best-val": "best.pt", "last": "last.pt"}
+"""``train.select`` -> the run folder's file that is the final model."""
+
+
+def final_checkpoint(run_folder: str | Path) -> Path:
+    """The final model of a run folder: last.pt when its config.yaml says ``train.select: last``, else best.pt."""
+    run_folder = Path(run_folder)
+    config = run_folder / "config.yaml"
+    settings = read_yaml(config) if config.is_file() else {}
+    select = (settings.get("train") or {}).get("select", "best-val")
+    if select not in SELECTIONS:
+        raise UserError(f"unknown train.select '{select}' (valid: {', '.join(SELECTIONS)})", config)
+    return run_folder / SELECTIONS[select]
 
 
 def _plain(value: Any, key: str = "payload") -> Any:
@@ -65,11 +78,13 @@ def _unwrapped(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_checkpoint`.
+    """Read a checkpoint written by :func:`save_checkpoint`; a run folder means its :func:`final_checkpoint`.
 
     Raises UserError for a missing file, a damaged or truncated one, or a file without ``format``.
     """
     path = Path(path)
+    if path.is_dir():
+        path = final_checkpoint(path)
     if not path.is_file():
         raise UserError("checkpoint not found", path)
     try:

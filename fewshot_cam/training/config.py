@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from fewshot_cam.errors import UserError
 from fewshot_cam.losses.camloss import LossConfig
 from fewshot_cam.losses.distill import DistillConfig
 from fewshot_cam.losses.saol import SAOLLossConfig
+from fewshot_cam.models.checkpoint import SELECTIONS
 from fewshot_cam.models.factory import ModelConfig
 from fewshot_cam.training.augment import AugmentConfig
 from fewshot_cam.training.optim import OptimConfig
@@ -59,6 +61,20 @@ class RunConfig:
 
 
 @dataclass(frozen=True)
+class TrainConfig:
+    """Which checkpoint is the run's final model."""
+
+    select: str = "best-val"
+    """"best-val": best.pt, the epoch with the best few-shot validation accuracy; "last": last.pt, the
+    model after the last epoch (RFS, Tian et al. 2020, evaluates its final model). ``eval``, ``cam`` and
+    ``ablate`` given the run folder as --checkpoint read this choice (``models.checkpoint.final_checkpoint``)."""
+
+    def __post_init__(self) -> None:
+        if self.select not in SELECTIONS:
+            raise UserError(f"unknown train.select '{self.select}' (valid: {', '.join(SELECTIONS)})")
+
+
+@dataclass(frozen=True)
 class PretrainConfig:
     """``fewshot-cam pretrain``: supervised pretraining on the base classes, CE or CE + alpha CAM-loss,
     optionally distilled from a teacher and/or with a SAOL head."""
@@ -79,5 +95,7 @@ class PretrainConfig:
     """Optimiser and learning-rate schedule."""
     val: ValConfig = field(default_factory=ValConfig)
     """Few-shot validation that picks best.pt."""
+    train: TrainConfig = field(default_factory=TrainConfig)
+    """Which checkpoint is the final model (best.pt or last.pt)."""
     run: RunConfig = field(default_factory=RunConfig)
     """Output folder, seed, device and speed options."""

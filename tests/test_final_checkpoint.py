@@ -1,0 +1,44 @@
+"""``train.select``: a run folder given as --checkpoint means best.pt or, as RFS, last.pt."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import pytest
+import torch
+
+from fewshot_cam.config import from_dict
+from fewshot_cam.errors import UserError
+from fewshot_cam.models.checkpoint import final_checkpoint, load_model, save_checkpoint
+from fewshot_cam.models.factory import ModelConfig, build_model
+from fewshot_cam.training.config import PretrainConfig
+
+
+def write_run(folder, select: str | None):
+    folder.mkdir()
+    cfg = ModelConfig(backbone="tiny")
+    for seed, name in ((0, "best.pt"), (1, "last.pt")):
+        torch.manual_seed(seed)
+        save_checkpoint(folder / name, {"model": build_model(cfg, 3).state_dict(), "model_config": asdict(cfg),
+                                        "num_classes": 3})
+    if select is not None:
+        (folder / "config.yaml").write_text(f"train:\n  select: {select}\n")
+    return folder
+
+
+@pytest.mark.parametrize("select, expected", [("last", "last.pt"), ("best-val", "best.pt"), (None, "best.pt")])
+def test_run_folder_resolves_to_the_selected_checkpoint(tmp_path, select, expected):
+    run = write_run(tmp_path / "run", select)
+    assert final_checkpoint(run) == run / expected
+    from_folder, _ = load_model(run)
+    from_file, _ = load_model(run / expected)
+    for a, b in zip(from_folder.state_dict().values(), from_file.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_bad_select_raises(tmp_path):
+    with pytest.raises(UserError, match="train.select 'first'"):
+        from_dict(PretrainConfig, {"train": {"select": "first"}})
+    run = write_run(tmp_path / "run", "first")
+    with pytest.raises(UserError, match="train.select 'first'"):
+        final_checkpoint(run)
