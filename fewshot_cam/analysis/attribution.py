@@ -7,12 +7,15 @@ hooked layer). Methods return raw maps at feature resolution (B, h, w); :func:`a
 them bilinearly to the image and min-max normalises each to [0, 1].
 
 ``METHODS``: "cam" (Zhou et al. 2016), "gradcam" (Selvaraju et al. 2017), "gradcam++"
-(Chattopadhay et al. 2018), "scorecam" (Wang et al. 2020).
+(Chattopadhay et al. 2018; pytorch-grad-cam's form of Eq. 19) and "gradcam++-official" (the authors'
+code: per-channel alpha normalisation), "scorecam" (Wang et al. 2020; the authors' code: the normalised
+input masked) and "scorecam-pytorch-grad-cam" (pytorch-grad-cam's: the [0, 1] image masked, channel softmax).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable
 
 import numpy as np
@@ -156,9 +159,11 @@ METHODS: dict[str, Callable[..., torch.Tensor]] = {
     "cam": cam,
     "gradcam": gradcam,
     "gradcam++": gradcam_plus_plus,
+    "gradcam++-official": partial(gradcam_plus_plus, variant="official"),
     "scorecam": scorecam,
+    "scorecam-pytorch-grad-cam": partial(scorecam, variant="pytorch-grad-cam"),
 }
-BATCHED = frozenset({"scorecam"})
+BATCHED = frozenset({"scorecam", "scorecam-pytorch-grad-cam"})
 """Methods that run the model on many masked copies of each image, ``batch_size`` at a time."""
 
 
