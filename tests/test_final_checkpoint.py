@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict
+from pathlib import Path
 
 import pytest
 import torch
@@ -42,3 +44,20 @@ def test_bad_select_raises(tmp_path):
     run = write_run(tmp_path / "run", "first")
     with pytest.raises(UserError, match="train.select 'first'"):
         final_checkpoint(run)
+
+
+def test_rfs_style_cosine_run_end_to_end(tmp_path, cli):
+    """pretrain with RFS's augmentation, a cosine head and train.select last; eval of the run folder reads
+    last.pt and reports Baseline++ (a cosine-pretrained checkpoint)."""
+    tiny = Path(__file__).parent.parent / "configs" / "synthetic-tiny-ce.yaml"
+    out = tmp_path / "run"
+    code, stdout, _ = cli("pretrain", "--config", tiny, "--head", "cosine", "--epochs", 1, "--out", out,
+                          "--set", "augment.crop=pad", "--set", "augment.padding=2", "--set", "augment.jitter_order=random",
+                          "--set", "train.select=last", "--set", "model.normalization=rfs", "--set", "val.episodes=5")
+    assert code == 0 and "final model last.pt" in stdout
+    result = tmp_path / "r.json"
+    code, stdout, _ = cli("eval", "--checkpoint", out, "--ways", 3, "--shots", 1, "--queries", 2, "--episodes", 2,
+                          "--methods", "baseline++", "--device", "cpu", "--json", result)
+    record = json.loads(result.read_text())
+    assert code == 0 and record["checkpoint"] == str(out / "last.pt")
+    assert [r["method"] for r in record["results"]] == ["baseline++"]
