@@ -61,3 +61,19 @@ def test_rfs_style_cosine_run_end_to_end(tmp_path, cli):
     record = json.loads(result.read_text())
     assert code == 0 and record["checkpoint"] == str(out / "last.pt")
     assert [r["method"] for r in record["results"]] == ["baseline++"]
+
+
+def test_a_checkpoint_of_the_earlier_saol_loads_as_saol_rawlogit_psp(tmp_path):
+    """Before SAOL followed the paper, head "saol" was today's saol-rawlogit-psp with its decoder layers
+    directly under head. (head.reduce.*, head.fuse.*): such a file loads as that variant, same outputs."""
+    cfg = ModelConfig(backbone="tiny", head="saol-rawlogit-psp")
+    torch.manual_seed(0)
+    model = build_model(cfg, 3).eval()
+    old_keys = {k.replace("head.decoder.", "head."): v for k, v in model.state_dict().items()}
+    save_checkpoint(tmp_path / "old.pt", {"model": old_keys, "model_config": {**asdict(cfg), "head": "saol"},
+                                          "num_classes": 3})
+    loaded, _ = load_model(tmp_path / "old.pt")
+    x = torch.rand(2, 3, 32, 32)
+    assert type(loaded.head).__name__ == "SAOLRawLogitPSPHead"
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))

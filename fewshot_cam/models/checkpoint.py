@@ -77,6 +77,21 @@ def _unwrapped(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
+def _legacy_saol(model_config: dict, state: dict[str, torch.Tensor]) -> tuple[dict, dict[str, torch.Tensor]]:
+    """A checkpoint saved before SAOL followed the paper (head "saol" with a pyramid decoder,
+    ``head.reduce.*``) is the variant now named "saol-rawlogit-psp"; its decoder keys moved under
+    ``head.decoder.``. Other checkpoints pass unchanged."""
+    if model_config.get("head") != "saol" or not any(k.startswith("head.reduce.") for k in state):
+        return model_config, state
+    moved = {}
+    for key, value in state.items():
+        for old in ("head.reduce.", "head.fuse."):
+            if key.startswith(old):
+                key = "head.decoder." + key[len("head."):]
+        moved[key] = value
+    return {**model_config, "head": "saol-rawlogit-psp"}, moved
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_checkpoint`; a run folder means its :func:`final_checkpoint`.
 
@@ -111,12 +126,13 @@ def load_model(
     the rebuilt model, raise UserError naming both backbones and the path.
     """
     ckpt = load_checkpoint(path, map_location=map_location)
-    cfg = from_dict(ModelConfig, ckpt["model_config"], where="model_config", path=path)
+    model_config, state = _legacy_saol(dict(ckpt["model_config"]), _unwrapped(ckpt["model"]))
+    cfg = from_dict(ModelConfig, model_config, where="model_config", path=path)
     if backbone is not None and backbone != cfg.backbone:
         raise UserError(f"checkpoint holds backbone '{cfg.backbone}', not the requested '{backbone}'", path)
     model = build_model(cfg, int(ckpt["num_classes"]))
     try:
-        model.load_state_dict(_unwrapped(ckpt["model"]))
+        model.load_state_dict(state)
     except RuntimeError as err:
         detail = " ".join(str(err).split())[:300]
         raise UserError(
