@@ -87,3 +87,21 @@ def test_rfs_normalisation_is_rfs_mean_and_std():
     x = torch.rand(1, 3, 8, 8)
     expected = (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
     assert torch.allclose(model.normalize(x), expected)
+
+
+def test_episode_cam_of_a_flattened_embedding_sums_to_the_dot_product():
+    """With pool: flatten a prototype is a (C, h, w) map; class n's raw map at (x, y) is sum_k c_n[k, x, y] f_k(x, y),
+    so its sum over locations is f . c_n, the class-dependent part of the euclidean logit."""
+    from fewshot_cam.analysis.attribution import episode_scorer, support_prototypes
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(backbone="tiny", pool="flatten"), 3).eval()
+    support = torch.rand(2, 2, 3, 32, 32)
+    protos = support_prototypes(model, support)  # (2, 16*8*8)
+    scorer = episode_scorer(model, protos)
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        features, _ = scorer.forward(x)
+        maps = scorer.class_maps(features)  # (2, N=2, 8, 8)
+    assert protos.shape == (2, 16 * 8 * 8) and maps.shape == (2, 2, 8, 8)
+    assert torch.allclose(maps.sum(dim=(2, 3)), features.flatten(1) @ protos.T, atol=1e-4)
