@@ -32,7 +32,7 @@ from fewshot_cam.losses.distill import kd_loss
 
 @dataclass(frozen=True)
 class SAOLLossConfig:
-    """Weights of the SAOL training losses (used when ``model.head`` is "saol")."""
+    """Weights of the SAOL training losses (used when ``model.head`` is "saol" or "saol-rawlogit-psp")."""
 
     self_distill: float = 0.5
     """w_sd: self-distillation from the SAOL output to the GAP-FC head."""

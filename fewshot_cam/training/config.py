@@ -86,9 +86,10 @@ class PretrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     """ce, or camloss (L = L_ce + alpha L_cam after the warm-up)."""
     distill: DistillConfig = field(default_factory=DistillConfig)
-    """Distillation from a frozen teacher checkpoint: none, kd, at (attention transfer) or ccm."""
+    """Distillation from a frozen teacher checkpoint: none, kd, at (the CAM-loss paper's L_at), ccm, or zk-at
+    (Zagoruyko & Komodakis attention transfer at the backbone's stages)."""
     saol: SAOLLossConfig = field(default_factory=SAOLLossConfig)
-    """Weights of the SAOL training losses (only used when model.head is saol)."""
+    """Weights of the SAOL training losses (only used when model.head is saol or saol-rawlogit-psp)."""
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     """Training augmentation (on the device)."""
     optim: OptimConfig = field(default_factory=OptimConfig)
