@@ -24,6 +24,7 @@ from fewshot_cam.analysis.attribution import (
     support_prototypes,
     upsample_normalize,
 )
+from fewshot_cam.analysis.gradcam import gradcam_plus_plus
 from fewshot_cam.analysis.hooks import capture_activations
 from fewshot_cam.analysis.scorecam import channel_masks, scorecam
 from fewshot_cam.errors import UserError
@@ -92,22 +93,70 @@ def test_scorecam_matches_pytorch_grad_cam_variant(model, images):
     assert (ours - theirs).abs().max() < ATOL
 
 
-def test_scorecam_paper_variant_matches_a_plain_loop(model, images):
-    """The authors' code: one channel at a time, softmax over classes, constant channels skipped."""
+def loop_scorecam_authors(model, images, fill_mean: bool) -> torch.Tensor:
+    """The authors' code (haofanwang/Score-CAM), one image and one channel at a time: the upsampled,
+    min-max normalised map multiplies the *normalised* input (``fill_mean``) or the [0, 1] image;
+    softmax score of the target; score * upsampled map summed at input resolution; ReLU; min-max."""
     f = model.forward_features(images).detach()
-    expected = torch.zeros(3, 8, 8)
+    out = torch.zeros(3, 32, 32)
     with torch.no_grad():
         for b in range(3):
+            normalised = (images[b : b + 1] - model.mean) / model.std
             for k in range(f.shape[1]):
                 a = f[b, k]
                 if a.max() == a.min():
                     continue
                 up = F.interpolate(a[None, None], size=(32, 32), mode="bilinear", align_corners=False)[0, 0]
                 mask = (up - up.min()) / (up.max() - up.min())
-                prob = model(images[b : b + 1] * mask).softmax(1)[0, TARGET[b]]
-                expected[b] += prob * a
-    expected = upsample_normalize(expected.clamp_min(0), (32, 32))
-    assert torch.allclose(attribute("scorecam", classifier_scorer(model), images, TARGET), expected, atol=1e-4)
+                if fill_mean:
+                    logits = model.head(model.backbone(normalised * mask))
+                else:
+                    logits = model(images[b : b + 1] * mask)
+                out[b] += logits.softmax(1)[0, TARGET[b]] * up
+    out = out.clamp_min(0)
+    lo, hi = out.flatten(1).amin(1)[:, None, None], out.flatten(1).amax(1)[:, None, None]
+    return (out - lo) / (hi - lo)
+
+
+def test_scorecam_paper_variant_is_the_authors_code(model, images):
+    assert not torch.allclose(model.mean, torch.zeros(3).view(1, 3, 1, 1))  # normalisation is not the identity
+    ours = attribute("scorecam", classifier_scorer(model), images, TARGET)
+    assert torch.allclose(ours, loop_scorecam_authors(model, images, fill_mean=True), atol=1e-4)
+    black = loop_scorecam_authors(model, images, fill_mean=False)  # masking the [0, 1] image instead
+    assert (ours - black).abs().max() > 1e-3  # the inputs tell the two apart
+
+
+def test_scorecam_pytorch_grad_cam_method_name(model, images):
+    scorer = classifier_scorer(model)
+    by_name = attribute("scorecam-pytorch-grad-cam", scorer, images, TARGET, batch_size=5)
+    assert torch.allclose(by_name, attribute("scorecam", scorer, images, TARGET, variant="pytorch-grad-cam"))
+
+
+def hand_scorer() -> Scorer:
+    """Two channels on a 1 x 2 map: A_1 = (1, 3), A_2 = (2, 2); S = sum G * A with G_1 = (1, -2), G_2 = (1, 1),
+    so dS/dA = G exactly."""
+    A = torch.tensor([[[[1.0, 3.0]], [[2.0, 2.0]]]])
+    G = torch.tensor([[[[1.0, -2.0]], [[1.0, 1.0]]]])
+
+    def forward(x):
+        features = A.clone().requires_grad_(torch.is_grad_enabled())
+        return features, (G * features).sum(dim=(1, 2, 3))[:, None]  # (1, 1)
+
+    return Scorer(forward)
+
+
+def test_gradcam_plus_plus_variants_on_a_hand_case():
+    """Eq. 19: alpha = g^2 / (2 g^2 + sum(A) g^3) with sum(A) = 4 for both channels:
+    channel 1: alpha = (1/6, -1/6), w_1 = 1/6 * 1 + 0 = 1/6; channel 2: alpha = (1/6, 1/6), w_2 = 1/3;
+    map ReLU(w_1 A_1 + w_2 A_2) = (5/6, 7/6). Official: alphas / their sum where g > 0: channel 1
+    (1, -1) -> w_1 = 1, channel 2 (1/2, 1/2) -> w_2 = 1; map (3, 5)."""
+    x, t = torch.zeros(1, 3, 2, 2), torch.tensor([0])
+    pgc = gradcam_plus_plus(hand_scorer(), x, t)
+    official = gradcam_plus_plus(hand_scorer(), x, t, variant="official")
+    assert torch.allclose(pgc, torch.tensor([[[5 / 6, 7 / 6]]]), atol=1e-5)
+    assert torch.allclose(official, torch.tensor([[[3.0, 5.0]]]), atol=1e-6)
+    with pytest.raises(UserError, match="Grad-CAM\\+\\+ variant 'x'"):
+        gradcam_plus_plus(hand_scorer(), x, t, variant="x")
 
 
 def test_scorecam_batches_are_bounded_and_do_not_change_the_map(model, images):

@@ -101,3 +101,39 @@ def test_disabled_augmentation_only_converts(images):
 def test_gather_batch_selects_rows(images):
     index = torch.tensor([4, 0, 4])
     assert torch.equal(gather_batch(images, index, torch.device("cpu")), images[[4, 0, 4]])
+
+
+def test_rfs_pad_crop_jitter_flip_match_torchvision_on_the_same_parameters(images):
+    """RFS's transform A with our drawn parameters: torchvision's pad (zeros), crop at the drawn offset,
+    the jitter steps in the drawn order, then the flip; one image at a time."""
+    cfg = AugmentConfig(crop="pad", padding=3, jitter_order="random")
+    params = sample_params(len(images), cfg, gen(7))
+    assert params.order is not None and len({tuple(o) for o in params.order.tolist()}) > 1  # orders differ
+    assert params.flip.any() and not params.flip.all()
+    ours = augment_batch(images, params)
+    x = to_float(images)
+    steps = (TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation)
+    factors = (params.brightness, params.contrast, params.saturation)
+    for i in range(len(x)):
+        top, left = params.offsets[i].tolist()
+        ref = TF.crop(TF.pad(x[i], [3]), top, left, 12, 12)
+        for step in params.order[i].tolist():
+            ref = steps[step](ref, factors[step][i].item())
+        if params.flip[i]:
+            ref = TF.hflip(ref)
+        torch.testing.assert_close(ours[i], ref, atol=1e-5, rtol=0)
+
+
+def test_pad_crop_offsets_cover_the_padded_range():
+    p = sample_params(2000, AugmentConfig(crop="pad", padding=8), gen(8))
+    assert p.offsets.min().item() == 0 and p.offsets.max().item() == 16
+    assert abs(p.flip.float().mean().item() - 0.5) < 0.05
+
+
+def test_unknown_crop_and_order_raise():
+    from fewshot_cam.errors import UserError
+
+    with pytest.raises(UserError, match="augment.crop 'center'"):
+        AugmentConfig(crop="center")
+    with pytest.raises(UserError, match="augment.jitter_order 'x'"):
+        AugmentConfig(jitter_order="x")

@@ -61,7 +61,7 @@ def test_distill_and_saol_configs_load(name, head, mode):
 def test_saol_run_logs_its_parts_and_saves_a_saol_model(saol_run):
     records = read_metrics(saol_run / "metrics.jsonl")
     saved = load_config(PretrainConfig, saol_run / "config.yaml").saol
-    weights = {"self_distill": saved.self_distill, "aux_ce": saved.aux_ce, "cutmix_ce": saved.cutmix_ce,
+    weights = {"self_distill": saved.self_distill, "aux_ce": saved.aux_ce, "cutmix_ce": saved.cutmix_ce, "spatial_ce": saved.spatial_ce,
                "paste": saved.paste, "consistency": saved.consistency}
     assert set(weights) == set(SAOL_PARTS)
     for r in records:
@@ -83,7 +83,7 @@ def test_saol_resume_ends_where_an_uninterrupted_run_ends(saol_run, tmp_path, in
     assert code == 2 and "model.head" in err
 
 
-@pytest.mark.parametrize("mode", ["kd", "ccm"])
+@pytest.mark.parametrize("mode", ["kd", "ccm", "zk-at"])
 def test_distillation_run_logs_parts_and_leaves_the_teacher_alone(mode, teacher_path, tmp_path, monkeypatch, cli):
     from fewshot_cam.cli import pretrain as command
     from fewshot_cam.training.pretrain import fit
@@ -129,7 +129,7 @@ def test_cam_of_a_saol_model_is_its_target_spatial_logits():
     maps = attribute("cam", classifier_scorer(model), x, target)  # (3, 16, 16)
     for i in range(3):  # oracle: one image at a time, by hand
         with torch.no_grad():
-            s = model.head.forward_all(model.forward_features(x[i : i + 1]))["spatial_logits"][0, target[i]]
+            s = model.head.forward_all(model.forward_stages(x[i : i + 1]))["spatial_logits"][0, target[i]]
         up = F.interpolate(s[None, None], size=(16, 16), mode="bilinear", align_corners=False)[0, 0]
         assert torch.allclose(maps[i], (up - up.min()) / (up.max() - up.min()), atol=1e-5)
 

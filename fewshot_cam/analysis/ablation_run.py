@@ -23,7 +23,7 @@ from fewshot_cam.data.split import Split
 from fewshot_cam.errors import UserError
 from fewshot_cam.evaluation.episodic import check_methods
 from fewshot_cam.evaluation.results import episodes_hash, markdown_table
-from fewshot_cam.evaluation.run import EvalRequest, choose_episodes, ground_truth, request_split
+from fewshot_cam.evaluation.run import EvalRequest, choose_episodes, distinct_methods, ground_truth, reported_name, request_split
 from fewshot_cam.models.checkpoint import load_model
 from fewshot_cam.models.features import model_device
 
@@ -80,8 +80,9 @@ def run_background_ablation(request: AblationRequest, device: torch.device, prog
     (original/foreground/background -> [{method, mean, ci95, per_episode}]), ``differences`` and
     ``reliance`` (see ``analysis.ablation.summarize``)."""
     ev = request.episodes
-    methods = check_methods(ev.methods)
+    requested = check_methods(ev.methods)
     model, ckpt = load_model(ev.checkpoint, backbone=ev.backbone, map_location=device)
+    methods = distinct_methods(requested, ckpt)
     split, dataset, image_size = request_split(ckpt, ev)
     eligible = None
     if is_mask_file(request.masks):  # episodes only from images with a mask
@@ -91,6 +92,7 @@ def run_background_ablation(request: AblationRequest, device: torch.device, prog
     masks = foreground_masks(request, split, rows, model, progress)
     results = run_ablation(model, split.images[rows], masks, local, episodes.shots, methods, request.fill,
                            ev.feature_batch_size, ev.seed, progress)
+    results = {c: {reported_name(m, ckpt): acc for m, acc in r.items()} for c, r in results.items()}  # baseline++ or not
     settings = {
         "format": FORMAT, "ways": episodes.ways, "shots": episodes.shots, "queries": episodes.queries,
         "n_episodes": episodes.n, "episode_file": None if episodes.path is None else str(episodes.path),

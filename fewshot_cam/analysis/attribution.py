@@ -7,12 +7,15 @@ hooked layer). Methods return raw maps at feature resolution (B, h, w); :func:`a
 them bilinearly to the image and min-max normalises each to [0, 1].
 
 ``METHODS``: "cam" (Zhou et al. 2016), "gradcam" (Selvaraju et al. 2017), "gradcam++"
-(Chattopadhay et al. 2018), "scorecam" (Wang et al. 2020).
+(Chattopadhay et al. 2018; pytorch-grad-cam's form of Eq. 19) and "gradcam++-official" (the authors'
+code: per-channel alpha normalisation), "scorecam" (Wang et al. 2020; the authors' code: the normalised
+input masked) and "scorecam-pytorch-grad-cam" (pytorch-grad-cam's: the [0, 1] image masked, channel softmax).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable
 
 import numpy as np
@@ -42,11 +45,15 @@ class Scorer:
     class_maps: features (B, C, h, w) -> every class's map (B, K, h, w), when the model defines its
         own (``head.class_maps``: the CAM of a linear head, the spatial logits of a SAOL head); it
         takes precedence over ``class_weight`` in "cam".
+    input_mean: (1, 3, 1, 1) the [0, 1] image that the model's own normalisation maps to zero (its
+        mean): Score-CAM's "paper" variant masks the normalised input, i.e. fills removed pixels with
+        it. None: the model reads its input as given (removed pixels are 0).
     """
 
     forward: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
     class_weight: torch.Tensor | None = None
     class_maps: Callable[[torch.Tensor], torch.Tensor] | None = None
+    input_mean: torch.Tensor | None = None
 
 
 def _in_graph(features: torch.Tensor) -> torch.Tensor:
@@ -60,11 +67,31 @@ def classifier_scorer(model: FewShotClassifier) -> Scorer:
     """The pretrained head: logits over the base classes; class maps = ``head.class_maps`` (for a
     linear head the CAM of its (K, C) weight, for SAOL its spatial logits)."""
 
+    if model.head_takes_stages:
+        return _stage_head_scorer(model)
+
     def forward(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features = _in_graph(model.forward_features(x))  # (B, C, h, w)
         return features, model.head(features)  # (B, K)
 
-    return Scorer(forward, model.head.weight.detach(), model.head.class_maps)
+    return Scorer(forward, model.head.weight.detach(), model.head.class_maps, model.mean)
+
+
+def _stage_head_scorer(model: FewShotClassifier) -> Scorer:
+    """A head over every stage (SAOL): the maps explained are the last stage's; the earlier stages of
+    the latest ``forward`` are kept for ``class_maps``."""
+    earlier: list[torch.Tensor] = []
+
+    def forward(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        stages = model.forward_stages(x)
+        last = _in_graph(stages[-1])  # (B, C, h, w)
+        earlier[:] = stages[:-1]
+        return last, model.head([*stages[:-1], last])  # (B, K)
+
+    def class_maps(features: torch.Tensor) -> torch.Tensor:
+        return model.head.class_maps([*earlier, features])  # (B, K, h, w)
+
+    return Scorer(forward, model.head.weight.detach(), class_maps, model.mean)
 
 
 def episode_scorer(model: FewShotClassifier, protos: torch.Tensor, metric: str = "euclidean") -> Scorer:
@@ -73,15 +100,23 @@ def episode_scorer(model: FewShotClassifier, protos: torch.Tensor, metric: str =
     Euclidean logits -|f - c|^2 = 2 f.c - |c|^2 - |f|^2 are linear in the pooled features f through c
     (plus a class-free term), so the prototype plays the part of the class weights in the CAM; for
     the cosine metric the class-dependent part is f.c / |c| (up to the class-free 1/|f|).
+    With a flattened embedding (``pool`` "flatten") the prototype is a (C, h, w) map and class n's map
+    is sum_k c_n[k, x, y] f_k(x, y) (the part of f.c_n at each location).
     """
     weight = protos if metric == "euclidean" else F.normalize(protos, dim=-1)
 
     def forward(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features = _in_graph(model.forward_features(x))  # (B, C, h, w)
-        pooled = model.forward_head(features, pre_logits=True)  # (B, C)
+        pooled = model.forward_head(features, pre_logits=True)  # (B, C) or (B, C*h*w)
         return features, protonet_logits(pooled[None], protos[None], metric)[0]  # (B, N)
 
-    return Scorer(forward, weight.detach())
+    if model.pool == "flatten":
+        def class_maps(features: torch.Tensor) -> torch.Tensor:
+            w = weight.detach().view(len(weight), *features.shape[1:])  # (N, C, h, w)
+            return torch.einsum("bchw,nchw->bnhw", features.float(), w.float())  # (B, N, h, w)
+
+        return Scorer(forward, None, class_maps, model.mean)
+    return Scorer(forward, weight.detach(), None, model.mean)
 
 
 def support_prototypes(model: FewShotClassifier, support: torch.Tensor) -> torch.Tensor:
@@ -124,9 +159,11 @@ METHODS: dict[str, Callable[..., torch.Tensor]] = {
     "cam": cam,
     "gradcam": gradcam,
     "gradcam++": gradcam_plus_plus,
+    "gradcam++-official": partial(gradcam_plus_plus, variant="official"),
     "scorecam": scorecam,
+    "scorecam-pytorch-grad-cam": partial(scorecam, variant="pytorch-grad-cam"),
 }
-BATCHED = frozenset({"scorecam"})
+BATCHED = frozenset({"scorecam", "scorecam-pytorch-grad-cam"})
 """Methods that run the model on many masked copies of each image, ``batch_size`` at a time."""
 
 

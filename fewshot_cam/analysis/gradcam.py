@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from fewshot_cam.errors import UserError
+
 
 def activations_and_grads(scorer, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """A = features of x (B, C, h, w) and dS/dA of each image's target logit (B, C, h, w), both detached.
@@ -38,19 +40,36 @@ def gradcam(scorer, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return _weighted_relu(features, grads.mean(dim=(2, 3)))
 
 
-def gradcam_plus_plus(scorer, x: torch.Tensor, target: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+GRADCAM_PP_VARIANTS = ("pytorch-grad-cam", "official")
+
+
+def gradcam_plus_plus(scorer, x: torch.Tensor, target: torch.Tensor, eps: float = 1e-6,
+                      variant: str = "pytorch-grad-cam") -> torch.Tensor:
     """Grad-CAM++ (Chattopadhay et al., "Grad-CAM++: Improved Visual Explanations for Deep Convolutional
     Networks", WACV 2018), in the exp-score form (Eq. 19) where the higher derivatives are powers of g:
 
     alpha_k(x, y) = g^2 / (2 g^2 + sum_{x',y'} A_k(x', y') g^3),  g = dS_c/dA_k(x, y) (alpha = 0 where g = 0);
     w_k = sum_{x,y} alpha_k(x, y) ReLU(g);  M_c = ReLU(sum_k w_k A_k).  x: (B, 3, H, W) -> (B, h, w).
-    As in pytorch-grad-cam, ``eps`` is added to the denominator.
+
+    ``variant`` "pytorch-grad-cam" (the default, the paper's Eq. 19 as pytorch-grad-cam computes it):
+    ``eps`` added to the denominator. "official": the authors' code (adityac94/Grad_CAM_plus_plus)
+    also normalises each channel's alphas, alpha_k / sum_{x,y: g > 0} alpha_k (a zero sum left at 1),
+    and has no eps (a zero denominator becomes 1). Their exp(S_c) factors cancel in alpha and scale
+    every w_k of an image alike, so they vanish in the normalised map and are left out.
     """
+    if variant not in GRADCAM_PP_VARIANTS:
+        raise UserError(f"unknown Grad-CAM++ variant '{variant}' (valid: {', '.join(GRADCAM_PP_VARIANTS)})")
     features, grads = activations_and_grads(scorer, x, target)
     g2 = grads.square()
     g3 = g2 * grads
     total = features.sum(dim=(2, 3), keepdim=True)  # (B, C, 1, 1)
-    alpha = g2 / (2 * g2 + total * g3 + eps)
-    alpha = torch.where(grads != 0, alpha, torch.zeros_like(alpha))
+    if variant == "official":
+        denom = 2 * g2 + total * g3
+        alpha = g2 / torch.where(denom != 0, denom, torch.ones_like(denom))
+        norm = torch.where(grads > 0, alpha, torch.zeros_like(alpha)).sum(dim=(2, 3), keepdim=True)  # (B, C, 1, 1)
+        alpha = alpha / torch.where(norm != 0, norm, torch.ones_like(norm))
+    else:
+        alpha = g2 / (2 * g2 + total * g3 + eps)
+        alpha = torch.where(grads != 0, alpha, torch.zeros_like(alpha))
     weights = (alpha * grads.clamp_min(0)).sum(dim=(2, 3))  # (B, C)
     return _weighted_relu(features, weights)

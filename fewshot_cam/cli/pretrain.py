@@ -27,6 +27,9 @@ from fewshot_cam.cli.common import (
 )
 from fewshot_cam.config import from_dict
 from fewshot_cam.errors import UserError
+from fewshot_cam.losses.distill import DISTILL_MODES
+from fewshot_cam.models.checkpoint import SELECTIONS
+from fewshot_cam.models.factory import HEADS
 from fewshot_cam.training import distributed
 from fewshot_cam.training.config import PretrainConfig
 from fewshot_cam.training.pretrain import fit
@@ -47,13 +50,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_data_arguments(parser)
     parser.add_argument("--image-size", type=int, default=None, help="image side in pixels (default 84)")
     parser.add_argument("--backbone", default=None, help="conv4, conv4-2pool, resnet12, resnet18, tiny, ... (default conv4)")
-    parser.add_argument("--head", default=None, choices=("linear", "saol"),
-                        help="classification head: linear (GAP + FC, default) or saol (spatially attentive output layer)")
+    parser.add_argument("--head", default=None, choices=tuple(HEADS),
+                        help="classification head: linear (GAP + FC, default), cosine (Baseline++), saol (SAOL as "
+                             "in the paper, over the backbone's stages), saol-rawlogit-psp (the earlier variant)")
     parser.add_argument("--loss", default=None, choices=("ce", "camloss"), help="default ce")
     parser.add_argument("--teacher", default=None, metavar="CHECKPOINT",
                         help="frozen teacher checkpoint for --distill (same base classes, any backbone)")
-    parser.add_argument("--distill", default=None, choices=("none", "kd", "at", "ccm"),
-                        help="distillation from --teacher: kd, at (attention transfer), ccm (CAAM-CAM matching); default none")
+    parser.add_argument("--distill", default=None, choices=tuple(DISTILL_MODES),
+                        help="distillation from --teacher (default none): "
+                             + "; ".join(f"{k}: {v}" for k, v in DISTILL_MODES.items() if k != "none"))
     parser.add_argument("--batch-size", type=int, default=None, help="global batch size (default 64)")
     add_run_arguments(parser, "default 100", "base learning rate (default 0.05)", "run folder (default runs/pretrain)")
     parser.add_argument("--seeds", default=None, metavar="S,S,...",
@@ -111,5 +116,6 @@ def train_one(cfg: PretrainConfig, resume: bool) -> int:
     if info.is_main:
         best = best_val_summary(state.best, state.last_val, cfg.val.every)
         print(f"pretrained {describe(cfg)} for {state.epoch} epochs on {cfg.data.dataset}: "
-              f"best val {cfg.val.ways}-way {cfg.val.shots}-shot accuracy {best}; seed {cfg.run.seed}; run folder {cfg.run.out}")
+              f"best val {cfg.val.ways}-way {cfg.val.shots}-shot accuracy {best}; seed {cfg.run.seed}; run folder {cfg.run.out} "
+              f"(final model {SELECTIONS[cfg.train.select]}, train.select {cfg.train.select})")
     return 0

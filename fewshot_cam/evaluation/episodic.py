@@ -27,12 +27,13 @@ METHODS: dict[str, Method] = {
     "protonet-cosine": protonet_cosine,
     "baseline": baseline,
     "baseline++": baseline_pp,
+    "cosine-finetune": baseline_pp,  # Baseline++'s classifier on features not pretrained with it (see run.py)
     "logreg": logreg,
 }
 
 DEFAULT_METHODS = ("protonet", "baseline", "baseline++", "logreg")
 
-SEEDED = frozenset({"baseline", "baseline++"})
+SEEDED = frozenset({"baseline", "baseline++", "cosine-finetune"})
 """Methods that draw random numbers (from per-episode seeds); the others ignore ``seeds``."""
 
 

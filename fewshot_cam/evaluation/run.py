@@ -23,11 +23,33 @@ from fewshot_cam.data.split import Split
 from fewshot_cam.errors import UserError
 from fewshot_cam.evaluation.episodic import DEFAULT_METHODS, check_methods, evaluate_episodes
 from fewshot_cam.evaluation.results import EvalResult, MethodResult, episodes_hash
-from fewshot_cam.models.checkpoint import load_model
+from fewshot_cam.models.checkpoint import final_checkpoint, load_model
 from fewshot_cam.models.features import extract_features
 
 DEFAULT_EPISODES = 2000
 DEFAULT_QUERIES = 15
+COSINE_CLASSIFIER = ("baseline++", "cosine-finetune")
+
+
+def reported_name(method: str, ckpt: dict) -> str:
+    """The name a result carries. Chen et al.'s Baseline++ pretrains with the cosine classifier and
+    fine-tunes one on the support set; so ``baseline++`` / ``cosine-finetune`` (the same fine-tuning)
+    is reported as "baseline++" only for a checkpoint pretrained with ``model.head: cosine``, and as
+    "cosine-finetune" for any other."""
+    if method not in COSINE_CLASSIFIER:
+        return method
+    return "baseline++" if (ckpt.get("model_config") or {}).get("head") == "cosine" else "cosine-finetune"
+
+
+def distinct_methods(methods: list[str], ckpt: dict) -> list[str]:
+    """The requested methods, without one whose reported name repeats an earlier one's."""
+    seen: set[str] = set()
+    out = []
+    for method in methods:
+        if reported_name(method, ckpt) not in seen:
+            seen.add(reported_name(method, ckpt))
+            out.append(method)
+    return out
 
 
 @dataclass(frozen=True)
@@ -117,8 +139,9 @@ def episode_features(model: torch.nn.Module, split: Split, indices: torch.Tensor
 
 def run_evaluation(request: EvalRequest, device: torch.device, progress: bool = False) -> EvalResult:
     """Evaluate ``request.methods`` of the checkpoint's frozen backbone on the chosen episodes."""
-    methods = check_methods(request.methods)
+    requested = check_methods(request.methods)
     model, ckpt = load_model(request.checkpoint, backbone=request.backbone, map_location=device)
+    methods = distinct_methods(requested, ckpt)
     split, dataset, _ = request_split(ckpt, request)
     episodes = choose_episodes(split, request)
     features, indices = episode_features(model, split, episodes.indices, request.feature_batch_size, progress)
@@ -129,8 +152,9 @@ def run_evaluation(request: EvalRequest, device: torch.device, progress: bool = 
         ways=episodes.ways, shots=episodes.shots, queries=episodes.queries, n_episodes=episodes.n,
         episode_file=None if episodes.path is None else str(episodes.path), seed=request.seed,
         fingerprint=episodes.fingerprint, episodes_hash=episodes_hash(episodes.indices),
-        checkpoint=str(request.checkpoint), dataset=dataset, split=request.split,
-        results=tuple(MethodResult.from_accuracies(m, accuracies[m]) for m in methods),
+        checkpoint=str(final_checkpoint(request.checkpoint) if Path(request.checkpoint).is_dir() else request.checkpoint),
+        dataset=dataset, split=request.split,
+        results=tuple(MethodResult.from_accuracies(reported_name(m, ckpt), accuracies[m]) for m in methods),
         train_seed=training_seed(ckpt), train_config=ckpt.get("config"),
     )
 

@@ -5,13 +5,19 @@ kept fraction 1 - mean(M)) and the SAOL head's outputs on the clean batch (``cle
 
     L_saol = w_sd   * tau^2 KL( softmax(y_saol / tau) || softmax(y_gap / tau) )  self-distillation to GAP-FC
            + w_aux  * CE(y_gap, y)                                               the GAP-FC head's own CE
-           + w_mix  * [lam CE(y~, y) + (1 - lam) CE(y~, y[perm])]                CutMix cross-entropy
-           + w_paste * BCE(P~, m)                                                predict the pasted region
-           + w_cons * sum_xy m KL( softmax(S[perm](x,y)) || softmax(S~(x,y)) ) / sum_xy m
+           + w_mix  * [lam CE(y~, y) + (1 - lam) CE(y~, y[perm])]                CutMix CE of the output
+           + w_sp   * mean_xy [m CE(S~(x,y), y[perm]) + (1 - m) CE(S~(x,y), y)]  location-wise CutMix labels
+           + w_paste * BCE(P~, m)                                                (not in the paper)
+           + w_cons * sum_xy m KL( softmax(S[perm](x,y)) || softmax(S~(x,y)) ) / sum_xy m   (not in the paper)
 
 with m = M average-pooled to the feature resolution (the pasted fraction of each cell), P~ the head's
-paste logits and S, S~ the spatial logits. The SAOL output and the clean spatial logits are detached
-where they act as targets. The cross-entropy of the clean SAOL output, L_ce, is the training loop's.
+paste logits and S, S~ the spatial logits. The first four are the paper's: self-distillation of the
+GAP-FC head from the SAOL output (weight 0.5), and the two CutMix losses, on the output and on every
+location's spatial logits (the paper's location-specific self-supervision: a cell's label is the label
+of the image that fills it). The paste-region BCE and the spatial consistency KL are this project's
+additions, off (weight 0) unless a config sets them. The SAOL output and the clean spatial logits are
+detached where they act as targets. The cross-entropy of the clean SAOL output, L_ce, is the training
+loop's (for the paper head, -log y_target, since its output is log y).
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from fewshot_cam.losses.distill import kd_loss
 
 @dataclass(frozen=True)
 class SAOLLossConfig:
-    """Weights of the SAOL training losses (used when ``model.head`` is "saol")."""
+    """Weights of the SAOL training losses (used when ``model.head`` is "saol" or "saol-rawlogit-psp")."""
 
     self_distill: float = 0.5
     """w_sd: self-distillation from the SAOL output to the GAP-FC head."""
@@ -37,11 +43,15 @@ class SAOLLossConfig:
     cutmix_ce: float = 1.0
     """w_mix: CutMix cross-entropy of the SAOL output on the mixed batch (area-weighted labels)."""
 
-    paste: float = 1.0
-    """w_paste: binary cross-entropy of the predicted paste map against the paste mask."""
+    spatial_ce: float = 1.0
+    """w_sp: CutMix cross-entropy of every location's spatial logits against the label filling that cell."""
 
-    consistency: float = 1.0
-    """w_cons: KL between the mixed image's spatial logits inside the pasted region and the source's."""
+    paste: float = 0.0
+    """w_paste: binary cross-entropy of the predicted paste map against the paste mask (not in the paper)."""
+
+    consistency: float = 0.0
+    """w_cons: KL between the mixed image's spatial logits inside the pasted region and the source's
+    (not in the paper)."""
 
     tau: float = 1.0
     """Temperature of the self-distillation KL."""
@@ -121,6 +131,18 @@ def cutmix_ce(logits: torch.Tensor, target: torch.Tensor, perm: torch.Tensor, la
     return (lam * ce_kept + (1 - lam) * ce_pasted).mean()
 
 
+def spatial_cutmix_ce(spatial: torch.Tensor, target: torch.Tensor, perm: torch.Tensor,
+                      paste_mask: torch.Tensor) -> torch.Tensor:
+    """mean over cells and batch of m CE(S~(x, y), y[perm]) + (1 - m) CE(S~(x, y), y), m the pasted
+    fraction of the cell. spatial: (B, K, h, w) of the CutMix images; target, perm: (B,);
+    paste_mask: (B, H, W) bool -> scalar."""
+    m = _cell_fraction(paste_mask, spatial.shape[-2:])  # (B, h, w)
+    log_p = F.log_softmax(spatial.float(), dim=1)  # (B, K, h, w)
+    kept = -log_p.gather(1, target.view(-1, 1, 1, 1).expand(-1, 1, *m.shape[-2:]))[:, 0]  # (B, h, w)
+    pasted = -log_p.gather(1, target[perm].view(-1, 1, 1, 1).expand(-1, 1, *m.shape[-2:]))[:, 0]  # (B, h, w)
+    return (m * pasted + (1 - m) * kept).mean()
+
+
 def saol_total_loss(clean: dict[str, torch.Tensor], target: torch.Tensor, cfg: SAOLLossConfig,
                     mixed: dict[str, torch.Tensor] | None = None, paste_mask: torch.Tensor | None = None,
                     perm: torch.Tensor | None = None, lam: torch.Tensor | None = None,
@@ -137,9 +159,10 @@ def saol_total_loss(clean: dict[str, torch.Tensor], target: torch.Tensor, cfg: S
     weights = {"self_distill": cfg.self_distill, "aux_ce": cfg.aux_ce}
     if mixed is not None:
         parts["cutmix_ce"] = cutmix_ce(mixed["logits"], target, perm, lam)
+        parts["spatial_ce"] = spatial_cutmix_ce(mixed["spatial_logits"], target, perm, paste_mask)
         parts["paste"] = paste_region_loss(mixed["paste_logits"], paste_mask)
         source = clean["spatial_logits"][perm]  # (B, K, h, w): the pasted images' own spatial logits
         parts["consistency"] = spatial_consistency_loss(mixed["spatial_logits"], source, paste_mask)
-        weights.update(cutmix_ce=cfg.cutmix_ce, paste=cfg.paste, consistency=cfg.consistency)
+        weights.update(cutmix_ce=cfg.cutmix_ce, spatial_ce=cfg.spatial_ce, paste=cfg.paste, consistency=cfg.consistency)
     loss = sum(weights[k] * v for k, v in parts.items())
     return loss, {k: v.detach() for k, v in parts.items()}

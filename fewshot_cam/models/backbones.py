@@ -1,5 +1,9 @@
 """Backbones that return spatial feature maps (B, C, h, w); each has ``out_channels``.
 
+Each also has ``forward_stages(x) -> [f_1, ..., f_L]``, the output of every stage (block) with
+``f_L = forward(x)``, and ``stage_channels`` (their channel counts): what SAOL's decoder and
+Zagoruyko & Komodakis attention transfer read.
+
 ``BACKBONES`` maps a name to a constructor taking keyword options (unknown options raise).
 """
 
@@ -37,9 +41,18 @@ class ConvNet(nn.Module):
         blocks = [conv_block(3 if i == 0 else width, width, pool=i < pools) for i in range(depth)]
         self.layers = nn.Sequential(*blocks)
         self.out_channels = width
+        self.stage_channels = (width,) * depth
 
     def forward(self, x):
         return self.layers(x)  # (B, width, H / 2**pools, W / 2**pools)
+
+    def forward_stages(self, x):
+        """x: (B, 3, H, W) -> the output of every block, [(B, width, h_i, w_i)] * depth."""
+        stages = []
+        for block in self.layers:
+            x = block(x)
+            stages.append(x)
+        return stages
 
 
 def conv4() -> nn.Module:

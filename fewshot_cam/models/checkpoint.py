@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from fewshot_cam.config import from_dict
+from fewshot_cam.config import from_dict, read_yaml
 from fewshot_cam.errors import UserError
 from fewshot_cam.io import atomic_write
 from fewshot_cam.models.classifier import FewShotClassifier
@@ -25,6 +25,19 @@ from fewshot_cam.models.factory import ModelConfig, build_model
 
 FORMAT = "fewshot-cam/1"
 REQUIRED = ("model", "model_config", "num_classes")
+SELECTIONS = {"best-val": "best.pt", "last": "last.pt"}
+"""``train.select`` -> the run folder's file that is the final model."""
+
+
+def final_checkpoint(run_folder: str | Path) -> Path:
+    """The final model of a run folder: last.pt when its config.yaml says ``train.select: last``, else best.pt."""
+    run_folder = Path(run_folder)
+    config = run_folder / "config.yaml"
+    settings = read_yaml(config) if config.is_file() else {}
+    select = (settings.get("train") or {}).get("select", "best-val")
+    if select not in SELECTIONS:
+        raise UserError(f"unknown train.select '{select}' (valid: {', '.join(SELECTIONS)})", config)
+    return run_folder / SELECTIONS[select]
 
 
 def _plain(value: Any, key: str = "payload") -> Any:
@@ -64,12 +77,29 @@ def _unwrapped(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
+def _legacy_saol(model_config: dict, state: dict[str, torch.Tensor]) -> tuple[dict, dict[str, torch.Tensor]]:
+    """A checkpoint saved before SAOL followed the paper (head "saol" with a pyramid decoder,
+    ``head.reduce.*``) is the variant now named "saol-rawlogit-psp"; its decoder keys moved under
+    ``head.decoder.``. Other checkpoints pass unchanged."""
+    if model_config.get("head") != "saol" or not any(k.startswith("head.reduce.") for k in state):
+        return model_config, state
+    moved = {}
+    for key, value in state.items():
+        for old in ("head.reduce.", "head.fuse."):
+            if key.startswith(old):
+                key = "head.decoder." + key[len("head."):]
+        moved[key] = value
+    return {**model_config, "head": "saol-rawlogit-psp"}, moved
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_checkpoint`.
+    """Read a checkpoint written by :func:`save_checkpoint`; a run folder means its :func:`final_checkpoint`.
 
     Raises UserError for a missing file, a damaged or truncated one, or a file without ``format``.
     """
     path = Path(path)
+    if path.is_dir():
+        path = final_checkpoint(path)
     if not path.is_file():
         raise UserError("checkpoint not found", path)
     try:
@@ -96,12 +126,13 @@ def load_model(
     the rebuilt model, raise UserError naming both backbones and the path.
     """
     ckpt = load_checkpoint(path, map_location=map_location)
-    cfg = from_dict(ModelConfig, ckpt["model_config"], where="model_config", path=path)
+    model_config, state = _legacy_saol(dict(ckpt["model_config"]), _unwrapped(ckpt["model"]))
+    cfg = from_dict(ModelConfig, model_config, where="model_config", path=path)
     if backbone is not None and backbone != cfg.backbone:
         raise UserError(f"checkpoint holds backbone '{cfg.backbone}', not the requested '{backbone}'", path)
     model = build_model(cfg, int(ckpt["num_classes"]))
     try:
-        model.load_state_dict(_unwrapped(ckpt["model"]))
+        model.load_state_dict(state)
     except RuntimeError as err:
         detail = " ".join(str(err).split())[:300]
         raise UserError(

@@ -1,7 +1,8 @@
 """Build a :class:`FewShotClassifier` from a :class:`ModelConfig`.
 
 ``HEADS`` maps a head name to a constructor ``(in_channels, num_classes) -> nn.Module``; a head must
-provide ``forward(features (B, C, h, w)) -> (B, K)``, ``weight`` (K, C) and ``class_maps``.
+provide ``forward(features (B, C, h, w)) -> (B, K)``, ``weight`` (K, C) and ``class_maps``. A head in
+``STAGE_HEADS`` is built with the backbone's ``stage_channels`` and reads every stage's map.
 """
 
 from __future__ import annotations
@@ -13,13 +14,16 @@ import torch.nn as nn
 
 from fewshot_cam.errors import UserError
 from fewshot_cam.models.backbones import BACKBONES, build_backbone
-from fewshot_cam.models.classifier import FewShotClassifier, LinearHead
-from fewshot_cam.models.saol import SAOLHead
+from fewshot_cam.models.classifier import NORMALIZATIONS, POOLS, CosineHead, FewShotClassifier, LinearHead
+from fewshot_cam.models.saol import SAOLHead, SAOLRawLogitPSPHead
 
 HEADS: dict[str, Callable[[int, int], nn.Module]] = {
     "linear": LinearHead,
+    "cosine": CosineHead,
     "saol": SAOLHead,
+    "saol-rawlogit-psp": SAOLRawLogitPSPHead,
 }
+STAGE_HEADS = frozenset({"saol"})
 
 
 @dataclass(frozen=True)
@@ -34,13 +38,26 @@ class ModelConfig:
     """ResNet-12 only: DropBlock (rate 0.1, block 5) after blocks 3-4 and dropout 0.1 after blocks 1-2."""
 
     head: str = "linear"
-    """Classification head name in ``HEADS``: "linear" is global average pooling + a linear layer."""
+    """Classification head name in ``HEADS``: "linear" (GAP + linear layer), "cosine" (Baseline++'s
+    cosine classifier, Chen et al. 2019), "saol" (SAOL, Kim et al. 2020, over the backbone's stages),
+    "saol-rawlogit-psp" (this project's earlier SAOL variant)."""
+
+    normalization: str = "imagenet"
+    """Input normalisation (mean, std) inside the model: "imagenet", or "rfs" (RFS's miniImageNet statistics)."""
+
+    pool: str = "avg"
+    """The few-shot embedding: "avg" (global average pooling, C-d) or "flatten" (the whole C x h x w
+    map, as ProtoNet's Conv-4: 1600-d at 84 px). The classification head and CAMs use the map either way."""
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
             raise UserError(f"unknown backbone '{self.backbone}' (valid: {', '.join(sorted(BACKBONES))})")
         if self.head not in HEADS:
             raise UserError(f"unknown head '{self.head}' (valid: {', '.join(sorted(HEADS))})")
+        if self.normalization not in NORMALIZATIONS:
+            raise UserError(f"unknown model.normalization '{self.normalization}' (valid: {', '.join(NORMALIZATIONS)})")
+        if self.pool not in POOLS:
+            raise UserError(f"unknown model.pool '{self.pool}' (valid: {', '.join(POOLS)})")
 
 
 def build_model(cfg: ModelConfig, num_classes: int) -> FewShotClassifier:
@@ -51,4 +68,6 @@ def build_model(cfg: ModelConfig, num_classes: int) -> FewShotClassifier:
         raise UserError(f"a classifier needs at least one class, got num_classes={num_classes}")
     options = {"drop_block": True} if cfg.drop_block else {}
     backbone = build_backbone(cfg.backbone, **options)
-    return FewShotClassifier(backbone, HEADS[cfg.head](backbone.out_channels, num_classes))
+    stages = cfg.head in STAGE_HEADS
+    head = HEADS[cfg.head](backbone.stage_channels if stages else backbone.out_channels, num_classes)
+    return FewShotClassifier(backbone, head, cfg.normalization, cfg.pool, head_takes_stages=stages)

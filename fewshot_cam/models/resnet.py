@@ -103,6 +103,7 @@ class ResNet12(nn.Module):
             size = block_size if i > 2 else 1
             self.add_module(f"layer{i}", nn.Sequential(BasicBlock(c_in, c_out, rate, size)))
         self.out_channels = widths[-1]
+        self.stage_channels = tuple(widths)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="leaky_relu")
@@ -110,6 +111,14 @@ class ResNet12(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, 3, H, W) -> (B, widths[-1], H / 16, W / 16)."""
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+    def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """x: (B, 3, H, W) -> the four block outputs, (B, widths[i], H / 2**(i+1), W / 2**(i+1))."""
+        stages = []
+        for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
+            x = layer(x)
+            stages.append(x)
+        return stages
 
 
 class ResNet18(nn.Module):
@@ -124,7 +133,17 @@ class ResNet18(nn.Module):
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
         self.layers = nn.Sequential(net.layer1, net.layer2, net.layer3, net.layer4)
         self.out_channels = 512
+        self.stage_channels = (64, 128, 256, 512)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, 3, H, W) -> (B, 512, H / 32, W / 32) (ceil per stride-2 stage)."""
         return self.layers(self.stem(x))
+
+    def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """x: (B, 3, H, W) -> the outputs of layer1 .. layer4 (64, 128, 256, 512 channels)."""
+        x = self.stem(x)
+        stages = []
+        for layer in self.layers:
+            x = layer(x)
+            stages.append(x)
+        return stages

@@ -1,21 +1,29 @@
-"""SAOL, the Spatially Attentive Output Layer (Kim, Baek & Kim, CVPR 2020), as a classification head.
+"""SAOL, the Spatially Attentive Output Layer (Kim, Baek & Kim, CVPR 2020), as classification heads.
 
-    y_k = sum_{x,y} A(x, y) S_k(x, y),    A = softmax_{x,y}( conv1x1(relu(conv3x3(f_L))) ),
+``SAOLHead`` ("saol", the paper, Eq. 2). With S (B, K, h, w) the spatial logits and A (B, h, w) the
+spatial attention,
 
-with S (B, K, h, w) the spatial logits and A (B, h, w) the spatial attention from the last feature
-map f_L. S comes from multi-scale maps combined like a segmentation decoder: each level goes through a
-1x1 conv + ReLU, is resized (bilinear) to the last map's h x w, the levels are concatenated and a 3x3
-conv-BN-ReLU then a 1x1 conv give S. A 1x1 conv on the same fused map predicts which locations were
-pasted by CutMix (the self-supervised paste loss). A GAP-FC head is trained alongside by
-self-distillation from the SAOL output; its weight is ``.weight``, so CAM-loss and CAM pictures based on
-(features, weight) keep working. At inference only y (``forward``) is used; ``class_maps`` gives S, the
-maps the analysis draws for SAOL models.
+    y_k = sum_{x,y} A(x, y) softmax_k(S(x, y))_k,    A = softmax_{x,y}( conv1x1(relu(conv3x3(f_L))) ),
 
-Multi-scale input. :class:`FewShotClassifier` hands the head only the last map, and a head must fit
-every backbone, so the levels are by default a pooling pyramid of that map (the pyramid pooling module of
-PSPNet, Zhao et al., CVPR 2017): f_L itself plus ``adaptive_avg_pool(f_L, s)`` for s in ``pyramid``.
-A backbone that exposes intermediate maps can instead pass a list [f_1, ..., f_L] (build the head with
-``in_channels`` = their channel counts); then those maps are the levels, as in the paper.
+so y is a probability vector (an attention-weighted mean of per-location class probabilities) and the
+training loss is -log y_target. ``forward`` returns log y, so that cross-entropy on it is exactly that
+loss and argmax / softmax are unchanged (softmax(log y) = y). S comes from a decoder over the
+multi-scale maps of the backbone's stages [f_1, ..., f_L] (``forward_stages``): each of the last
+``levels`` stages goes through a 1x1 conv + ReLU, is resized to f_L's h x w (area average when larger,
+bilinear when smaller), the levels are concatenated and a 3x3 conv-BN-ReLU then a 1x1 conv give S.
+A is computed from the last map f_L alone. A GAP-FC head on f_L is trained alongside by
+self-distillation from y (``aux_logits``); its weight is ``.weight``, so CAM-loss and distillation
+based on (features, weight) keep working. Inference uses y alone; ``class_maps`` gives S.
+Where we choose: the paper's decoder widths and output resolution follow its ImageNet/CIFAR
+networks; here the hidden width is max(C_L / 4, 8) and S has f_L's resolution.
+
+``SAOLRawLogitPSPHead`` ("saol-rawlogit-psp", this project's earlier variant, not the paper): the
+output is the attention-weighted sum of the *raw* spatial logits, sum_xy A S_k, and the decoder's levels
+are a pooling pyramid of the last map (PSPNet's pyramid pooling, Zhao et al., CVPR 2017): f_L plus
+``adaptive_avg_pool(f_L, s)`` for s in ``pyramid``. It reads f_L only.
+
+Both heads also predict which cells a CutMix paste covered (``paste_logits``), used only by the
+optional, non-paper paste-region loss.
 """
 
 from __future__ import annotations
@@ -30,38 +38,46 @@ Features = torch.Tensor | Sequence[torch.Tensor]
 
 
 def _resize(maps: torch.Tensor, size: torch.Size) -> torch.Tensor:
-    """maps: (B, C, h', w') -> (B, C, *size), bilinear; unchanged if already that size."""
+    """maps: (B, C, h', w') -> (B, C, *size): area average when larger, bilinear when smaller."""
     if maps.shape[-2:] == size:
         return maps
+    if maps.shape[-2] >= size[0] and maps.shape[-1] >= size[1]:
+        return F.adaptive_avg_pool2d(maps, size)
     return F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
 
 
-class SAOLHead(nn.Module):
-    """SAOL head over ``num_classes`` classes; see the module docstring for the formula."""
+class _Decoder(nn.Module):
+    """Levels (B, c_i, h_i, w_i) -> fused (B, hidden, h, w) at ``size``: 1x1 conv + ReLU each, resize,
+    concatenate, 3x3 conv-BN-ReLU."""
 
-    def __init__(self, in_channels: int | Sequence[int], num_classes: int, hidden: int | None = None,
-                 pyramid: Sequence[int] = (1, 2, 4)) -> None:
+    def __init__(self, levels: Sequence[int], hidden: int) -> None:
         super().__init__()
-        if isinstance(in_channels, int):  # one map: f_L plus its pooled pyramid
-            levels = (in_channels,) * (1 + len(pyramid))
-            self.pyramid = tuple(pyramid)
-        else:  # a list of maps from the backbone, the last one f_L
-            levels = tuple(in_channels)
-            self.pyramid = None
-        last = levels[-1]
-        hidden = hidden or max(last // 4, 8)
         self.reduce = nn.ModuleList(nn.Sequential(nn.Conv2d(c, hidden, 1), nn.ReLU(inplace=True)) for c in levels)
         self.fuse = nn.Sequential(
             nn.Conv2d(hidden * len(levels), hidden, 3, padding=1, bias=False),
             nn.BatchNorm2d(hidden),
             nn.ReLU(inplace=True),
         )
+
+    def forward(self, maps: Sequence[torch.Tensor], size: torch.Size) -> torch.Tensor:
+        reduced = [_resize(r(f), size) for r, f in zip(self.reduce, maps)]  # (B, hidden, h, w) each
+        return self.fuse(torch.cat(reduced, dim=1))  # (B, hidden, h, w)
+
+
+class _SAOLBase(nn.Module):
+    """Decoder, spatial-logit, paste, attention and GAP-FC layers shared by both heads."""
+
+    def __init__(self, levels: Sequence[int], num_classes: int, hidden: int | None) -> None:
+        super().__init__()
+        last = levels[-1]
+        hidden = hidden or max(last // 4, 8)
+        self.decoder = _Decoder(levels, hidden)
         self.spatial = nn.Conv2d(hidden, num_classes, 1)
         self.paste = nn.Conv2d(hidden, 1, 1)
         self.attention = nn.Sequential(
             nn.Conv2d(last, hidden, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(hidden, 1, 1)
         )
-        nn.init.zeros_(self.attention[-1].weight)  # uniform attention at the start: y = mean of S, like GAP
+        nn.init.zeros_(self.attention[-1].weight)  # uniform attention at the start
         nn.init.zeros_(self.attention[-1].bias)
         self.fc = nn.Linear(last, num_classes)  # the GAP-FC head trained alongside
 
@@ -71,28 +87,24 @@ class SAOLHead(nn.Module):
         return self.fc.weight
 
     def levels(self, features: Features) -> list[torch.Tensor]:
-        """The decoder's inputs: [f_L, pool_s(f_L), ...] for one map, the given list otherwise."""
-        if isinstance(features, torch.Tensor):
-            return [features] + [F.adaptive_avg_pool2d(features, s) for s in self.pyramid]
-        return list(features)
+        raise NotImplementedError
 
-    def _last(self, features: Features) -> torch.Tensor:
-        return features if isinstance(features, torch.Tensor) else features[-1]
+    def combine(self, spatial: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
+        """spatial (B, K, h, w), attention (B, h, w) -> the head's output logits (B, K)."""
+        raise NotImplementedError
 
     def forward_all(self, features: Features) -> dict[str, torch.Tensor]:
-        """features: f_L (B, C, h, w), or a list of maps ending with f_L. Returns
-        logits (B, K), spatial_logits (B, K, h, w), attention (B, h, w) summing to 1 per image,
-        aux_logits (B, K) of the GAP-FC head, paste_logits (B, h, w)."""
-        last = self._last(features)
+        """features: the stage maps [f_1, ..., f_L] (or f_L alone). Returns logits (B, K) (the output),
+        spatial_logits S (B, K, h, w), attention A (B, h, w) summing to 1 per image, aux_logits (B, K)
+        of the GAP-FC head, paste_logits (B, h, w)."""
+        last = features if isinstance(features, torch.Tensor) else features[-1]
         size = last.shape[-2:]
-        reduced = [_resize(r(f), size) for r, f in zip(self.reduce, self.levels(features))]  # (B, hidden, h, w) each
-        fused = self.fuse(torch.cat(reduced, dim=1))  # (B, hidden, h, w)
+        fused = self.decoder(self.levels(features), size)  # (B, hidden, h, w)
         spatial = self.spatial(fused)  # (B, K, h, w)
         scores = self.attention(last).flatten(1)  # (B, h*w)
-        attention = scores.softmax(dim=1).view(last.shape[0], *size)  # (B, h, w)
-        logits = torch.einsum("bkhw,bhw->bk", spatial, attention)  # (B, K)
+        attention = scores.float().softmax(dim=1).view(last.shape[0], *size)  # (B, h, w)
         return {
-            "logits": logits,
+            "logits": self.combine(spatial, attention),
             "spatial_logits": spatial,
             "attention": attention,
             "aux_logits": self.fc(last.mean(dim=(2, 3))),
@@ -100,9 +112,58 @@ class SAOLHead(nn.Module):
         }
 
     def forward(self, features: Features) -> torch.Tensor:
-        """features -> SAOL logits (B, K), the attention-weighted sum of the spatial logits."""
+        """features -> the head's output logits (B, K)."""
         return self.forward_all(features)["logits"]
 
     def class_maps(self, features: Features) -> torch.Tensor:
         """features -> spatial logits S (B, K, h, w), float32: SAOL's class maps."""
         return self.forward_all(features)["spatial_logits"].float()
+
+
+def saol_output(spatial: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
+    """SAOL Eq. 2: log sum_xy A(x, y) softmax_k(S(x, y)). spatial: (B, K, h, w); attention: (B, h, w)
+    summing to 1 -> log-probabilities (B, K), computed as a log-sum-exp (stable), in float32."""
+    log_p = F.log_softmax(spatial.float(), dim=1)  # (B, K, h, w)
+    log_a = attention.float().clamp_min(1e-30).log()[:, None]  # (B, 1, h, w)
+    return torch.logsumexp((log_p + log_a).flatten(2), dim=2)  # (B, K)
+
+
+class SAOLHead(_SAOLBase):
+    """SAOL as in the paper (see the module docstring). ``in_channels``: the backbone's stage channels
+    (an int: a single map, then the decoder sees f_L only); ``levels``: how many of the last stages
+    the decoder reads."""
+
+    def __init__(self, in_channels: int | Sequence[int], num_classes: int, hidden: int | None = None,
+                 levels: int = 3) -> None:
+        stages = (in_channels,) if isinstance(in_channels, int) else tuple(in_channels)
+        n_levels = min(levels, len(stages))
+        super().__init__(stages[-n_levels:], num_classes, hidden)
+        self.n_levels = n_levels
+
+    def levels(self, features: Features) -> list[torch.Tensor]:
+        maps = [features] if isinstance(features, torch.Tensor) else list(features)
+        return maps[-self.n_levels:]
+
+    def combine(self, spatial: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
+        return saol_output(spatial, attention)
+
+
+class SAOLRawLogitPSPHead(_SAOLBase):
+    """This project's earlier SAOL variant (not the paper): y_k = sum_xy A S_k over raw spatial logits,
+    the decoder over a pooling pyramid of f_L (see the module docstring)."""
+
+    def __init__(self, in_channels: int, num_classes: int, hidden: int | None = None,
+                 pyramid: Sequence[int] = (1, 2, 4)) -> None:
+        super().__init__((in_channels,) * (1 + len(pyramid)), num_classes, hidden)
+        self.pyramid = tuple(pyramid)
+
+    def levels(self, features: Features) -> list[torch.Tensor]:
+        last = features if isinstance(features, torch.Tensor) else features[-1]
+        return [last] + [F.adaptive_avg_pool2d(last, s) for s in self.pyramid]
+
+    def combine(self, spatial: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("bkhw,bhw->bk", spatial.float(), attention)  # (B, K)
+
+
+SAOL_HEADS = (SAOLHead, SAOLRawLogitPSPHead)
+"""Every SAOL head class (they share ``forward_all`` and the SAOL losses)."""

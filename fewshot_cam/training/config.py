@@ -9,9 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from fewshot_cam.data.options import ReadOptions
+from fewshot_cam.errors import UserError
 from fewshot_cam.losses.camloss import LossConfig
 from fewshot_cam.losses.distill import DistillConfig
 from fewshot_cam.losses.saol import SAOLLossConfig
+from fewshot_cam.models.checkpoint import SELECTIONS
 from fewshot_cam.models.factory import ModelConfig
 from fewshot_cam.training.augment import AugmentConfig
 from fewshot_cam.training.optim import OptimConfig
@@ -62,6 +64,20 @@ class RunConfig:
 
 
 @dataclass(frozen=True)
+class TrainConfig:
+    """Which checkpoint is the run's final model."""
+
+    select: str = "best-val"
+    """"best-val": best.pt, the epoch with the best few-shot validation accuracy; "last": last.pt, the
+    model after the last epoch (RFS, Tian et al. 2020, evaluates its final model). ``eval``, ``cam`` and
+    ``ablate`` given the run folder as --checkpoint read this choice (``models.checkpoint.final_checkpoint``)."""
+
+    def __post_init__(self) -> None:
+        if self.select not in SELECTIONS:
+            raise UserError(f"unknown train.select '{self.select}' (valid: {', '.join(SELECTIONS)})")
+
+
+@dataclass(frozen=True)
 class PretrainConfig:
     """``fewshot-cam pretrain``: supervised pretraining on the base classes, CE or CE + alpha CAM-loss,
     optionally distilled from a teacher and/or with a SAOL head."""
@@ -73,14 +89,17 @@ class PretrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     """ce, or camloss (L = L_ce + alpha L_cam after the warm-up)."""
     distill: DistillConfig = field(default_factory=DistillConfig)
-    """Distillation from a frozen teacher checkpoint: none, kd, at (attention transfer) or ccm."""
+    """Distillation from a frozen teacher checkpoint: none, kd, at (the CAM-loss paper's L_at), ccm, or zk-at
+    (Zagoruyko & Komodakis attention transfer at the backbone's stages)."""
     saol: SAOLLossConfig = field(default_factory=SAOLLossConfig)
-    """Weights of the SAOL training losses (only used when model.head is saol)."""
+    """Weights of the SAOL training losses (only used when model.head is saol or saol-rawlogit-psp)."""
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     """Training augmentation (on the device)."""
     optim: OptimConfig = field(default_factory=OptimConfig)
     """Optimiser and learning-rate schedule."""
     val: ValConfig = field(default_factory=ValConfig)
     """Few-shot validation that picks best.pt."""
+    train: TrainConfig = field(default_factory=TrainConfig)
+    """Which checkpoint is the final model (best.pt or last.pt)."""
     run: RunConfig = field(default_factory=RunConfig)
     """Output folder, seed, device and speed options."""

@@ -19,7 +19,7 @@ from fewshot_cam.errors import UserError
 from fewshot_cam.progress import progress
 from fewshot_cam.training import distributed
 from fewshot_cam.training.augment import AugmentConfig, augment, gather_batch
-from fewshot_cam.training.objectives import FeaturesAndHead, Objective, objective_loss
+from fewshot_cam.training.objectives import Objective, objective_loss
 
 NO_STEP = np.iinfo(np.int64).max  # "no non-finite loss seen yet"
 

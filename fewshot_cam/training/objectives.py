@@ -1,7 +1,7 @@
 """The pretraining objective of one batch, assembled from the configured losses:
 
     L = L_ce [+ alpha L_cam]            (Wang et al., ICCV 2021; ``loss``)
-        [+ beta L_kd + gamma L_map]     (distillation from a frozen teacher; ``distill``)
+        [+ (w_ce - 1) L_ce + beta L_kd + gamma L_map]   (distillation from a frozen teacher; ``distill``)
         [+ L_saol]                      (SAOL head, Kim et al., CVPR 2020; ``saol``)
 
 L_ce, CAM-loss and distillation see the clean batch; with a SAOL head, a CutMix copy of the batch
@@ -18,30 +18,39 @@ import torch
 import torch.nn as nn
 
 from fewshot_cam.losses.camloss import LossConfig, total_loss
-from fewshot_cam.losses.distill import DistillConfig, distill_loss, teacher_outputs
+from fewshot_cam.losses.distill import MAP_TERMS, DistillConfig, distill_loss, teacher_outputs
 from fewshot_cam.losses.saol import SAOLLossConfig, cutmix, saol_total_loss
-from fewshot_cam.models.saol import SAOLHead
+from fewshot_cam.models.saol import SAOL_HEADS
 
-SAOL_PARTS = ("self_distill", "aux_ce", "cutmix_ce", "paste", "consistency")
+SAOL_PARTS = ("self_distill", "aux_ce", "cutmix_ce", "spatial_ce", "paste", "consistency")
 """Parts of L_saol; the CutMix ones are 0 on steps without CutMix (``saol.cutmix_prob`` < 1)."""
 
 
 class FeaturesAndHead(nn.Module):
-    """``forward(x) -> (features (B, C, h, w), head outputs)``: one forward for every loss term.
+    """``forward(x) -> (features (B, C, h, w), head outputs, stages)``: one forward for every loss term.
 
-    Head outputs: ``SAOLHead.forward_all`` for a SAOL head, else ``{"logits": (B, K)}``. This is the
-    module DistributedDataParallel wraps, so its gradients are all-reduced.
+    Head outputs: ``forward_all`` for a SAOL head, else ``{"logits": (B, K)}``; a head that reads the
+    backbone's stages gets all of them, ``features`` is the last. ``stages``: every stage's map when
+    ``keep_stages`` (Zagoruyko & Komodakis attention transfer) or the head reads them, else None. This is
+    the module DistributedDataParallel wraps, so its gradients are all-reduced.
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, keep_stages: bool = False) -> None:
         super().__init__()
         self.model = model
+        self.keep_stages = keep_stages
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        features = self.model.forward_features(x)  # (B, C, h, w)
-        if isinstance(self.model.head, SAOLHead):
-            return features, self.model.head.forward_all(features)
-        return features, {"logits": self.model.forward_head(features)}  # (B, K)
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor], list[torch.Tensor] | None]:
+        stages = None
+        if self.model.head_takes_stages or self.keep_stages:
+            stages = self.model.forward_stages(x)  # [(B, C_i, h_i, w_i)]
+            features = stages[-1]
+        else:
+            features = self.model.forward_features(x)  # (B, C, h, w)
+        head_input = stages if self.model.head_takes_stages else features
+        if isinstance(self.model.head, SAOL_HEADS):
+            return features, self.model.head.forward_all(head_input), stages
+        return features, {"logits": self.model.forward_head(head_input)}, stages  # (B, K)
 
 
 @dataclass(frozen=True)
@@ -56,14 +65,14 @@ class Objective:
 
     @property
     def is_saol(self) -> bool:
-        return isinstance(self.head, SAOLHead)
+        return isinstance(self.head, SAOL_HEADS)
 
     @property
     def part_names(self) -> tuple[str, ...]:
         """Names of the logged parts, in a fixed order (the same on every rank)."""
         names = ("ce", "cam", "alpha")
         if self.distill.mode != "none":
-            names += ("kd",) + ((self.distill.mode,) if self.distill.mode in ("at", "ccm") else ())
+            names += ("kd",) + ((self.distill.mode,) if self.distill.mode in MAP_TERMS else ())
         return names + (SAOL_PARTS if self.is_saol else ())
 
 
@@ -78,15 +87,17 @@ def objective_loss(
     if mixing:
         mixed_x, mask, perm, lam = cutmix(x, generator)
         x = torch.cat([x, mixed_x])  # (2B, 3, H, W)
-    features, out = forward(x)  # (B or 2B, C, h, w), head outputs
+    features, out, stages = forward(x)  # (B or 2B, C, h, w), head outputs, stage maps or None
     features = features[:b]  # (B, C, h, w)
+    stages = None if stages is None else [s[:b] for s in stages]
     clean = {k: v[:b] for k, v in out.items()}
     logits = clean["logits"]  # (B, K)
     weight = objective.head.weight  # (K, C)
     loss, parts = total_loss(logits, features, weight, y, objective.loss, epoch)
     if objective.teacher is not None:
-        teacher = teacher_outputs(objective.teacher, x[:b])
-        extra, extra_parts = distill_loss(logits, features, weight, y, teacher, objective.distill)
+        zk = objective.distill.mode == "zk-at"
+        teacher = teacher_outputs(objective.teacher, x[:b], stages=zk)
+        extra, extra_parts = distill_loss(logits, features, weight, y, teacher, objective.distill, stages)
         loss, parts = loss + extra, parts | extra_parts
     if objective.is_saol:
         if mixing:

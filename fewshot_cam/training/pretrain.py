@@ -111,7 +111,7 @@ def setup(cfg: PretrainConfig, device: torch.device, info: distributed.DistInfo)
         channels_last=cfg.run.channels_last and device.type == "cuda",
     )
     return Pretraining(
-        cfg, device, info, model, distributed.wrap(FeaturesAndHead(model), device, info), optimizer,
+        cfg, device, info, model, distributed.wrap(FeaturesAndHead(model, cfg.distill.mode == "zk-at"), device, info), optimizer,
         build_scheduler(optimizer, cfg.optim, steps_per_epoch), data, train.class_names,
         val, sample_episodes(val, cfg.val) if val is not None else None, teacher=teacher,
     )
