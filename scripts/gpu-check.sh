@@ -10,4 +10,4 @@ if [[ -z "$python" ]]; then
 fi
 export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
-exec "$python" -m fewshot_cam.bench.gpu_check "$@"
+exec "$python" -m fewshot_cam.bench "$@"

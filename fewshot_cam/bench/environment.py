@@ -1,9 +1,9 @@
 """What the machine has: versions, the device, and which packages the check needs are missing.
 
 Runs in the orchestrating process before any stage, importing nothing of the package beyond the
-standard library, so a missing package is reported rather than crashing the check. Whether the
-check's own import path pulls in learn2learn is probed in a fresh interpreter (it must not: the
-adapter imports it lazily).
+standard library (and torch, once every required package is there), so a missing package is
+reported rather than crashing the check. Whether the stages' imports pull in learn2learn is asked of
+the fork server that has imported them all (:mod:`.runner`; it must not: the adapter is lazy).
 """
 
 from __future__ import annotations
@@ -12,25 +12,16 @@ import importlib.metadata
 import importlib.util
 import os
 import platform
-import subprocess
 import sys
 
 REQUIRED = {
     "torch": "everything", "numpy": "everything", "PIL": "image decoding (Pillow)", "yaml": "configs (PyYAML)",
     "scipy": "confidence intervals, localisation", "tqdm": "progress bars", "matplotlib": "synthetic colours, plots",
+    "torchvision": "the ablation's blur fill",
 }
-OPTIONAL = {"pytest": "stage tests (else the built-in runner)", "torchvision": "not used by the check",
-            "learn2learn": "not used by the check", "sklearn": "not used by the check"}
+OPTIONAL = {"pytest": "stage tests (else the built-in runner)", "learn2learn": "not used by the check",
+            "sklearn": "not used by the check"}
 DISTRIBUTIONS = {"PIL": "pillow", "yaml": "pyyaml", "sklearn": "scikit-learn"}
-
-# Everything a stage imports (the CLI commands it calls too), in a fresh interpreter: is learn2learn among it?
-PROBE = (
-    "import importlib, sys\n"
-    "from fewshot_cam.bench.stages import STAGES\n"
-    "for m in [s.module for _, s in STAGES.items()] + ['fewshot_cam.cli.' + c for c in ('pretrain', 'eval', 'cam', 'ablate')]:\n"
-    "    importlib.import_module(m)\n"
-    "print('learn2learn' in sys.modules)"
-)
 
 
 def version(module: str) -> str | None:
@@ -52,14 +43,6 @@ def packages() -> dict:
     }
 
 
-def learn2learn_imported(env: dict[str, str]) -> str:
-    """'no' when importing every module the stages use leaves learn2learn unimported, else why not."""
-    proc = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, env=env, timeout=120)
-    if proc.returncode != 0:
-        return "import failed: " + " ".join(proc.stderr.strip().splitlines()[-1:])
-    return "yes (a bug: the check must run without it)" if proc.stdout.strip().endswith("True") else "no"
-
-
 def device_info() -> dict:
     """The accelerator as torch sees it (this initialises CUDA in the orchestrator only)."""
     import torch
@@ -74,11 +57,10 @@ def device_info() -> dict:
     return info
 
 
-def describe(env: dict[str, str]) -> dict:
+def describe() -> dict:
     """The report's ``environment`` section."""
     info = {"python": platform.python_version(), "executable": sys.executable, "platform": platform.platform(),
             "cpus": os.cpu_count(), **packages()}
     if not info["missing_required"]:
         info["device"] = device_info()
-        info["learn2learn_imported"] = learn2learn_imported(env)
     return info

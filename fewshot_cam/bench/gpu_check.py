@@ -1,4 +1,4 @@
-"""The GPU check: ``python -m fewshot_cam.bench.gpu_check [--dry-run] [--out DIR] [--stages a,b,...]``.
+"""The GPU check: ``python -m fewshot_cam.bench [--dry-run] [--out DIR] [--stages a,b,...]``.
 
 Runs the stages of :mod:`fewshot_cam.bench.stages` in order, each in its own subprocess with its own
 time box (:mod:`.sizes`), rewriting ``DIR/report.json`` and ``DIR/report.md`` as each one ends; the
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from fewshot_cam.bench import environment
 from fewshot_cam.bench.report import Report
-from fewshot_cam.bench.runner import run_stage
+from fewshot_cam.bench.runner import StageProcesses, learn2learn_loaded, preload_modules, run_stage
 from fewshot_cam.bench.sizes import DRY, FULL, Sizes
 from fewshot_cam.bench.stages import STAGES, select
 from fewshot_cam.errors import UserError
@@ -39,6 +39,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="scratch folder for images, runs and cache (default: $TMPDIR/fewshot-cam-gpu-check[-dry])")
     p.add_argument("--stages", default=None, help=f"comma-separated names or letters (default all): {STAGES.describe()}")
     p.add_argument("--budget", type=float, default=None, help="seconds for all stages together (default: the sizes')")
+    p.add_argument("--time-box", type=float, default=None, metavar="S", help="cap every stage's time box at S seconds")
     p.add_argument("--inject", action="append", default=[], metavar="STAGE=raise|hang",
                    help="make a stage fail or hang (to test the report); repeatable")
     p.add_argument("--run-stage", default=None, help=argparse.SUPPRESS)
@@ -79,14 +80,14 @@ def child_env(work: Path) -> dict[str, str]:
 
 def run_child(args: argparse.Namespace) -> int:
     """In a stage's subprocess: run that one stage (or the injected fault)."""
-    from fewshot_cam.bench.context import Context  # torch and the package: only in the stage's process
-
     name = args.run_stage
     how = injections(args).get(name)
     if how == "raise":
         raise RuntimeError(f"injected failure in stage {name}")
     if how == "hang":
         time.sleep(3600)
+    from fewshot_cam.bench.context import Context  # torch and the package: only in the stage's process
+
     ctx = Context(sizes_for(args), work_dir(args), args.result)
     importlib.import_module(STAGES.get(name).module).run(ctx)
     return 0
@@ -102,7 +103,12 @@ def run_all(args: argparse.Namespace) -> int:
     injections(args)  # bad --inject fails here, before anything runs
     work.mkdir(parents=True, exist_ok=True)
     env = child_env(work)
-    info = environment.describe(env)
+    info = environment.describe()
+    processes = StageProcesses(preload_modules([stage.module for _, stage in STAGES.items()]))
+    if not info["missing_required"]:
+        probe = processes.start(learn2learn_loaded)
+        info["learn2learn_imported"] = {0: "no", 1: "yes (a bug: the check must run without it)"}.get(
+            processes.wait(probe, 300), "the probe failed: see log.txt")
     cuda = info.get("device", {}).get("cuda_available", False)
     if not args.dry_run and not cuda:
         raise UserError("no CUDA device here (or a required package is missing, see above); use --dry-run on the CPU")
@@ -117,11 +123,11 @@ def run_all(args: argparse.Namespace) -> int:
     started, ok = time.perf_counter(), True
     for name in names:
         left = sizes.budget_s - (time.perf_counter() - started)
-        limit = min(sizes.time_boxes[name], left)
+        limit = min(sizes.time_boxes[name], left, args.time_box or left)
         if limit < 5:
             entry = {"status": "skipped", "seconds": 0.0, "limit_s": 0.0, "result": {}, "error": "the budget is spent"}
         else:
-            entry = run_stage(name, child_args(args, work), limit, work, log, env)
+            entry = run_stage(processes, name, child_args(args, work), limit, work, log, env)
         report.record(name, entry)
         ok &= entry["status"] == "ok"
         print(f"gpu-check: {name}: {entry['status']} in {entry['seconds']:.1f} s", flush=True)

@@ -80,7 +80,12 @@ class Trainer:
         return float(counter.get_total_flops())
 
 
-def measure(trainer: Trainer, peak_tflops: float) -> dict:
+def step_flops(trainer: Trainer) -> dict[str, float]:
+    """FLOPs of one training step per loss (counted eagerly: a compiled module is counted uncompiled)."""
+    return {loss: trainer.flops_per_step(loss) for loss in LOSSES}
+
+
+def measure(trainer: Trainer, peak_tflops: float, flops: dict[str, float] | None = None) -> dict:
     """Interleaved CE / CAM-loss blocks (order alternating), plus CE blocks without the batch pipeline."""
     s = trainer.ctx.sizes
     times: dict[str, list[float]] = {"ce": [], "camloss": [], "ce_step_only": []}
@@ -90,7 +95,7 @@ def measure(trainer: Trainer, peak_tflops: float) -> dict:
         times["ce_step_only"].append(trainer.block("ce", s.steps, with_batch=False))
     med = {k: statistics.median(v) for k, v in times.items()}
     images = trainer.batch_size * s.steps
-    flops = {loss: trainer.flops_per_step(loss) for loss in LOSSES}
+    flops = step_flops(trainer) if flops is None else flops
     out = {f"{k}_images_per_s": round(images / v, 1) for k, v in med.items()}
     out["cam_over_ce"] = round(med["camloss"] / med["ce"], 4)
     out["batch_pipeline_share"] = round(1 - med["ce_step_only"] / med["ce"], 4)
