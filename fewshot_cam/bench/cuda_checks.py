@@ -102,10 +102,12 @@ def _eval(checkpoint: Path, device: str, out: Path) -> list[float]:
 
 
 def check_eval(tmp: Path, device: str, run: Path) -> None:
-    """ProtoNet per-episode accuracies on ``device`` (bf16 features) match the CPU's on >= 90% of episodes."""
+    """ProtoNet per-episode accuracies on ``device`` (bf16 features) match the CPU's (fp32) on >= 75% of
+    the episodes (bf16 may flip a near-tie query; broken device features agree on few), means within 3 points."""
     got, want = _eval(run / "last.pt", device, tmp / "dev.json"), _eval(run / "last.pt", "cpu", tmp / "cpu.json")
     same = sum(abs(a - b) < 1e-9 for a, b in zip(got, want))
-    assert same >= 0.9 * len(want), f"{same} of {len(want)} episodes agree"
+    assert same >= 0.75 * len(want), f"{same} of {len(want)} episodes agree"
+    assert abs(sum(got) - sum(want)) / len(want) < 3, (sum(got) / len(got), sum(want) / len(want))
 
 
 def check_cam(tmp: Path, device: str, run: Path, method: str) -> None:
@@ -137,8 +139,8 @@ def check_ablate(tmp: Path, device: str, run: Path) -> None:
 
 NCCL_WORKER = """
 import torch, torch.distributed as dist
-dist.init_process_group("nccl")
 torch.cuda.set_device(0)
+dist.init_process_group("nccl")
 x = torch.ones(4, device="cuda")
 dist.all_reduce(x)
 assert torch.equal(x, torch.full((4,), float(dist.get_world_size()), device="cuda")), x

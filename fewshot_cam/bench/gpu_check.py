@@ -98,28 +98,33 @@ def child_args(args: argparse.Namespace, work: Path) -> list[str]:
     return flags + [f for i in args.inject for f in ("--inject", i)]
 
 
+def describe_machine(processes: StageProcesses) -> dict:
+    """The report's environment section, with whether the stages' imports loaded learn2learn."""
+    info = environment.describe()
+    for key in ("missing_required", "missing_optional"):
+        if info[key]:
+            print(f"gpu-check: {key.replace('_', ' ')}: {', '.join(info[key])}", file=sys.stderr)
+    if not info["missing_required"]:
+        code = processes.wait(processes.start(learn2learn_loaded), 300)
+        info["learn2learn_imported"] = {0: "no", 1: "yes (a bug: the check must run without it)"}.get(
+            code, f"the probe process failed (exit code {code})")
+    return info
+
+
 def run_all(args: argparse.Namespace) -> int:
     sizes, names, work = sizes_for(args), select(args.stages), work_dir(args)
     injections(args)  # bad --inject fails here, before anything runs
     work.mkdir(parents=True, exist_ok=True)
     env = child_env(work)
-    info = environment.describe()
     processes = StageProcesses(preload_modules([stage.module for _, stage in STAGES.items()]))
-    if not info["missing_required"]:
-        probe = processes.start(learn2learn_loaded)
-        info["learn2learn_imported"] = {0: "no", 1: "yes (a bug: the check must run without it)"}.get(
-            processes.wait(probe, 300), "the probe failed: see log.txt")
-    cuda = info.get("device", {}).get("cuda_available", False)
-    if not args.dry_run and not cuda:
+    info = describe_machine(processes)
+    if not args.dry_run and not info.get("device", {}).get("cuda_available", False):
         raise UserError("no CUDA device here (or a required package is missing, see above); use --dry-run on the CPU")
     command = "gpu-check " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     report = Report(args.out, {"dry_run": args.dry_run, "command": command, "environment": info,
                                "budget_s": sizes.budget_s, "work": str(work)})
     log = args.out / "log.txt"
-    log.write_text(f"gpu-check log, {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
-    for key in ("missing_required", "missing_optional"):
-        if info[key]:
-            print(f"gpu-check: {key.replace('_', ' ')}: {', '.join(info[key])}", file=sys.stderr)
+    log.write_text(f"gpu-check log, {time.strftime('%Y-%m-%d %H:%M:%S')}\n")  # appended to by each stage
     started, ok = time.perf_counter(), True
     for name in names:
         left = sizes.budget_s - (time.perf_counter() - started)
