@@ -53,6 +53,9 @@ def test_dry_run_reports_every_stage_ok(dry_run):
     assert rehearsal["extrapolated"]["seconds"] > sum(rehearsal["pretrain"]["epoch_s"])
     markdown = (Path(report["work"]).parent / "report.md").read_text()
     assert all(f"## {name}: ok" in markdown for name in STAGES.names())
+    headline = markdown.split("## headline")[1].split("\n## ")[0]
+    assert "CAM / CE" in headline and "ProtoNet episodes with features" in headline and "RFS recipe" in headline
+    assert stages["throughput"]["result"]["top_kernels_ce_batch_8"]  # the profiler's top operators
 
 
 def test_a_failing_and_a_hanging_stage_do_not_stop_the_later_ones(tmp_path):

@@ -4,7 +4,8 @@ A timed block is ``steps`` consecutive training steps as ``train_one_epoch`` run
 uint8 batch from the split on the device, augment it on the device (the RFS recipe's crop, jitter and
 flip), then ``train_step`` (bf16 autocast and channels-last on CUDA, SGD). Blocks of CE and CAM-loss
 alternate, and each figure is the median block. The work per step is counted with
-``torch.utils.flop_counter`` and set against the measured peak of a large bf16 matrix product.
+``torch.utils.flop_counter`` and set against the measured peak of a large bf16 matrix product; the
+profiler's top kernels of 3 steps per (batch size, loss) say where the time goes.
 Targets: >= 10,000 images/s on one H100/H200; a CAM-loss step <= 1.05x a CE step.
 """
 
@@ -21,6 +22,7 @@ from fewshot_cam.bench._api import (
     build_model, build_optimizer, build_scheduler, make_batch, train_step,
 )
 from fewshot_cam.bench.context import Context
+from fewshot_cam.bench.profile import top_kernels
 
 LOSSES = {"ce": LossConfig(loss="ce"), "camloss": LossConfig(loss="camloss", alpha=1.0, warmup_epochs=0)}
 NUM_CLASSES = 64
@@ -127,6 +129,8 @@ def run(ctx: Context) -> None:
         trainer = Trainer(ctx, batch_size)
         warm_up(trainer)
         ctx.put(f"eager_batch_{batch_size}", measure(trainer, peak))
+        for loss in LOSSES:
+            ctx.put(f"top_kernels_{loss}_batch_{batch_size}", top_kernels(lambda: trainer.block(loss, 3), ctx.device))
     torch.backends.cudnn.benchmark = True  # not set by the library: what autotuning would add
     trainer = Trainer(ctx, s.batch_sizes[-1])
     warm_up(trainer)
