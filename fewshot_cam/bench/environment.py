@@ -52,9 +52,19 @@ def device_info() -> dict:
         props = torch.cuda.get_device_properties(0)
         info |= {"name": props.name, "count": torch.cuda.device_count(), "memory_gib": round(props.total_memory / 2**30, 1),
                  "capability": f"{props.major}.{props.minor}", "multiprocessors": props.multi_processor_count,
-                 "cudnn": torch.backends.cudnn.version(), "nccl": ".".join(map(str, torch.cuda.nccl.version())),
+                 "cudnn": torch.backends.cudnn.version(), "nccl": nccl_version(),
                  "bf16_supported": torch.cuda.is_bf16_supported()}
     return info
+
+
+def nccl_version() -> str:
+    """torch's NCCL version ("2.27.3"), or why there is none."""
+    import torch
+
+    if not torch.distributed.is_available() or not torch.distributed.is_nccl_available():
+        return "not available"
+    version = torch.cuda.nccl.version()  # a tuple (major, minor, patch[, suffix]); an int in old releases
+    return ".".join(map(str, version)) if isinstance(version, tuple) else str(version)
 
 
 def describe() -> dict:
