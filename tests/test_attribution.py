@@ -27,7 +27,7 @@ from fewshot_cam.analysis.attribution import (
 from fewshot_cam.analysis.hooks import capture_activations
 from fewshot_cam.analysis.scorecam import channel_masks, scorecam
 from fewshot_cam.errors import UserError
-from fewshot_cam.losses.prototypical import protonet_logits
+from fewshot_cam.fewshot.protonet import protonet_logits
 from fewshot_cam.models.backbones import build_backbone
 from fewshot_cam.models.classifier import FewShotClassifier, LinearHead
 

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from fewshot_cam.analysis.attribution import attribute_images, classifier_scorer
 from fewshot_cam.errors import UserError
-from fewshot_cam.evaluation.episodic import evaluate_episodes
+from fewshot_cam.fewshot.episodic import evaluate_episodes
 from fewshot_cam.evaluation.paired import compare_paired
 from fewshot_cam.evaluation.results import MethodResult
 from fewshot_cam.models.classifier import FewShotClassifier

@@ -19,7 +19,7 @@ from fewshot_cam.analysis.attribution import METHODS as ATTRIBUTIONS
 from fewshot_cam.data.datasets import load_split
 from fewshot_cam.data.split import Split
 from fewshot_cam.errors import UserError
-from fewshot_cam.evaluation.episodic import check_methods
+from fewshot_cam.fewshot.episodic import check_methods
 from fewshot_cam.evaluation.results import episodes_hash, markdown_table
 from fewshot_cam.evaluation.run import EvalRequest, choose_episodes, data_settings
 from fewshot_cam.models.checkpoint import load_model

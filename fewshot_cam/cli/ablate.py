@@ -16,7 +16,7 @@ from fewshot_cam.analysis.ablation_run import (
 from fewshot_cam.analysis.pictures import save_condition_bars, write_json
 from fewshot_cam.cli import eval as eval_cli
 from fewshot_cam.cli.common import pick_device
-from fewshot_cam.evaluation.episodic import check_methods
+from fewshot_cam.fewshot.episodic import check_methods
 from fewshot_cam.evaluation.run import EvalRequest
 
 
