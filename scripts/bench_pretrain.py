@@ -23,7 +23,9 @@ from fewshot_cam.cli.common import add_device_argument, pick_device
 from fewshot_cam.losses.camloss import LossConfig
 from fewshot_cam.models.factory import ModelConfig, build_model
 from fewshot_cam.training.augment import AugmentConfig
-from fewshot_cam.training.loop import EpochInputs, autocast_for, make_batch, train_step
+from fewshot_cam.training.loop import train_step
+from fewshot_cam.training.runner import autocast_for
+from fewshot_cam.training.state import EpochInputs, make_batch
 from fewshot_cam.training.objectives import FeaturesAndHead, Objective
 from fewshot_cam.training.optim import OptimConfig, build_optimizer, build_scheduler
 

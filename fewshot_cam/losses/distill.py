@@ -20,7 +20,6 @@ A teacher of the student's own backbone is born-again self-distillation (RFS-dis
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal, NamedTuple
 
 import torch
@@ -30,7 +29,6 @@ import torch.nn.functional as F
 from fewshot_cam.errors import UserError
 from fewshot_cam.losses.camloss import DISTANCES
 from fewshot_cam.models.cam import caam, minmax_normalize, target_cam
-from fewshot_cam.models.checkpoint import load_model
 
 Distance = Literal["l1", "l2"]
 
@@ -74,18 +72,6 @@ class TeacherOutput(NamedTuple):
     logits: torch.Tensor  # (B, K)
     features: torch.Tensor  # (B, C_t, h_t, w_t)
     weight: torch.Tensor  # (K, C_t)
-
-
-def load_teacher(path: str | Path, num_classes: int, map_location: str | torch.device = "cpu") -> nn.Module:
-    """The frozen teacher: eval mode, no parameter requires grad. UserError if its classes differ."""
-    teacher, ckpt = load_model(path, map_location=map_location)
-    if int(ckpt["num_classes"]) != num_classes:
-        raise UserError(
-            f"teacher has {ckpt['num_classes']} classes but the student is trained on {num_classes}; "
-            "distillation needs the same base classes",
-            path,
-        )
-    return teacher.eval().requires_grad_(False)
 
 
 @torch.no_grad()
