@@ -183,7 +183,7 @@ def test_default_target_is_top1_and_unknown_method_raises(model, images):
     scorer = classifier_scorer(model)
     top = model(images).argmax(1)
     assert torch.equal(attribute("gradcam", scorer, images), attribute("gradcam", scorer, images, top))
-    with pytest.raises(UserError, match="valid: cam, gradcam"):
+    with pytest.raises(UserError, match="choose from cam, gradcam"):
         attribute("lime", scorer, images)
 
 

@@ -47,8 +47,7 @@ class AblationRequest:
     def __post_init__(self) -> None:
         if self.masks not in MASK_SOURCES:
             raise UserError(f"unknown mask source '{self.masks}' (valid: {', '.join(MASK_SOURCES)})")
-        if self.fill not in FILLS:
-            raise UserError(f"unknown fill '{self.fill}' (valid: {', '.join(FILLS)})")
+        FILLS.get(self.fill)
         if not 0.0 < self.mask_threshold < 1.0:
             raise UserError(f"mask threshold must be in (0, 1), got {self.mask_threshold}")
 

@@ -29,6 +29,7 @@ from fewshot_cam.errors import UserError
 from fewshot_cam.fewshot.protonet import prototypes, protonet_logits
 from fewshot_cam.models.cam import minmax_normalize, target_cam
 from fewshot_cam.models.classifier import FewShotClassifier
+from fewshot_cam.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -120,12 +121,11 @@ def cam(scorer: Scorer, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 # method(scorer, x (B, 3, H, W), target (B,), **options) -> raw maps (B, h, w)
-METHODS: dict[str, Callable[..., torch.Tensor]] = {
-    "cam": cam,
-    "gradcam": gradcam,
-    "gradcam++": gradcam_plus_plus,
-    "scorecam": scorecam,
-}
+METHODS: Registry[Callable[..., torch.Tensor]] = Registry("attribution method")
+METHODS.register("cam", cam, help="CAM (Zhou et al. 2016)")
+METHODS.register("gradcam", gradcam, help="Grad-CAM (Selvaraju et al. 2017)")
+METHODS.register("gradcam++", gradcam_plus_plus, help="Grad-CAM++ (Chattopadhay et al. 2018)")
+METHODS.register("scorecam", scorecam, help="Score-CAM (Wang et al. 2020)")
 BATCHED = frozenset({"scorecam"})
 """Methods that run the model on many masked copies of each image, ``batch_size`` at a time."""
 
@@ -150,12 +150,11 @@ def attribute(
     ``batch_size``: masked images per forward pass (methods in ``BATCHED``); ``options`` go to the
     method (Score-CAM: ``variant``).
     """
-    if method not in METHODS:
-        raise UserError(f"unknown attribution method '{method}' (valid: {', '.join(METHODS)})")
+    explain = METHODS.get(method)
     target = top1(scorer, x) if target is None else target.to(x.device)
     if method in BATCHED:
         options["batch_size"] = batch_size
-    return upsample_normalize(METHODS[method](scorer, x, target, **options), x.shape[-2:])
+    return upsample_normalize(explain(scorer, x, target, **options), x.shape[-2:])
 
 
 def attribute_images(

@@ -28,8 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mask-model", default=None,
                         help="checkpoint whose maps give the masks (default: the evaluated model, with a warning)")
     parser.add_argument("--mask-threshold", type=float, default=0.5, help="foreground = normalised map >= this")
-    parser.add_argument("--fill", default="mean", choices=FILLS,
-                        help="what replaces removed pixels: per-image mean colour, black, or a heavy blur")
+    parser.add_argument("--fill", default="mean", choices=FILLS.names(),
+                        help=f"what replaces removed pixels; {FILLS.describe()}")
     parser.add_argument("--cam-batch-size", type=int, default=64, help="images (and Score-CAM masked copies) per pass")
     parser.add_argument("--plot", default=None, help="write a bar chart (PNG) of the three conditions here")
 

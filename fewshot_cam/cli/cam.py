@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_data_arguments(parser)
     parser.add_argument("--split", default="test", help="train, val or test (default test)")
     parser.add_argument("--image-size", type=int, default=None, help="image side (default: the first checkpoint's)")
-    parser.add_argument("--method", default="cam", choices=list(METHODS), help="attribution method")
+    parser.add_argument("--method", default="cam", choices=METHODS.names(), help=METHODS.describe())
     parser.add_argument("--n", type=int, default=16, help="images sampled from the split (pictures and localisation)")
     parser.add_argument("--pictures", type=int, default=16, help="how many of them to draw (8 rows per PNG)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the image sample")

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from fewshot_cam.config import merge, parse_overrides, read_yaml
+from fewshot_cam.data.datasets import DATASETS
 from fewshot_cam.errors import UserError
 
 
@@ -31,7 +32,7 @@ def pick_device(name: str) -> torch.device:
 
 def add_data_arguments(parser: argparse.ArgumentParser, required: bool = False) -> None:
     """``--dataset D --root R``: where images come from."""
-    parser.add_argument("--dataset", required=required, help="mini-imagenet, tiered-imagenet, imagefolder or synthetic")
+    parser.add_argument("--dataset", required=required, help=DATASETS.describe())
     parser.add_argument("--root", default=None, help="dataset root folder (not needed for synthetic)")
 
 

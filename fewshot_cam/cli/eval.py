@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"split and setting, else {DEFAULT_EPISODES} seeded episodes)")
     source.add_argument("--episode-file", default=None, help="frozen episode file (fewshot-cam episodes)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the episode sampler and the fitted methods")
-    parser.add_argument("--methods", default=",".join(DEFAULT_METHODS), help=f"comma-separated: {', '.join(METHODS)}")
+    parser.add_argument("--methods", default=",".join(DEFAULT_METHODS), help=f"comma-separated; {METHODS.describe()}")
     parser.add_argument("--split", default="test", help="train, val or test (default test)")
     add_data_arguments(parser)
     parser.add_argument("--image-size", type=int, default=None, help="image side (default: the checkpoint's)")

@@ -20,6 +20,8 @@ from fewshot_cam.cli.common import (
     pick_device,
 )
 from fewshot_cam.config import from_dict
+from fewshot_cam.models.backbones import BACKBONES
+from fewshot_cam.models.factory import HEADS
 from fewshot_cam.training import distributed
 from fewshot_cam.training.config import PretrainConfig
 from fewshot_cam.training.pretrain import fit
@@ -39,9 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser, "YAML file (see configs/); flags and --set override it", "optim.lr=0.1")
     add_data_arguments(parser)
     parser.add_argument("--image-size", type=int, default=None, help="image side in pixels (default 84)")
-    parser.add_argument("--backbone", default=None, help="conv4, conv4-2pool, resnet12, resnet18, tiny, ... (default conv4)")
-    parser.add_argument("--head", default=None, choices=("linear", "saol"),
-                        help="classification head: linear (GAP + FC, default) or saol (spatially attentive output layer)")
+    parser.add_argument("--backbone", default=None, choices=BACKBONES.names(),
+                        help=f"default conv4; {BACKBONES.describe()}")
+    parser.add_argument("--head", default=None, choices=HEADS.names(), help=f"default linear; {HEADS.describe()}")
     parser.add_argument("--loss", default=None, choices=("ce", "camloss"), help="default ce")
     parser.add_argument("--teacher", default=None, metavar="CHECKPOINT",
                         help="frozen teacher checkpoint for --distill (same base classes, any backbone)")

@@ -14,6 +14,7 @@ from fewshot_cam.data import cache, imagefolder, mini_imagenet, tiered_imagenet
 from fewshot_cam.data.decode import Source, check_root, check_split
 from fewshot_cam.data.split import Split
 from fewshot_cam.errors import UserError
+from fewshot_cam.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -54,18 +55,19 @@ def _sizes(split: Split) -> dict[str, int]:
     return dict(zip(split.class_names, split.class_sizes()))
 
 
-DATASETS: dict[str, DatasetFormat] = {
-    "mini-imagenet": DatasetFormat(mini_imagenet.detect_layout, mini_imagenet.locate, mini_imagenet.read, mini_imagenet.class_sizes),
-    "tiered-imagenet": DatasetFormat(tiered_imagenet.detect_layout, tiered_imagenet.locate, tiered_imagenet.read, tiered_imagenet.class_sizes),
-    "imagefolder": DatasetFormat(imagefolder.detect_layout, imagefolder.locate, imagefolder.read, imagefolder.class_sizes),
-    "synthetic": SYNTHETIC,
-}
+def _module_format(module) -> DatasetFormat:
+    return DatasetFormat(module.detect_layout, module.locate, module.read, module.class_sizes)
+
+
+DATASETS: Registry[DatasetFormat] = Registry("dataset")
+DATASETS.register("mini-imagenet", _module_format(mini_imagenet), help="miniImageNet (pickle or csv + images)")
+DATASETS.register("tiered-imagenet", _module_format(tiered_imagenet), help="tieredImageNet (pickles)")
+DATASETS.register("imagefolder", _module_format(imagefolder), help="ROOT/<split>/<class>/<image> folders")
+DATASETS.register("synthetic", SYNTHETIC, help="the built-in benchmark (no files)")
 
 
 def get_format(dataset: str) -> DatasetFormat:
-    if dataset not in DATASETS:
-        raise UserError(f"unknown dataset '{dataset}' (valid: {', '.join(DATASETS)})")
-    return DATASETS[dataset]
+    return DATASETS.get(dataset)
 
 
 def _root(dataset: str, root: str | Path | None) -> Path | None:

@@ -15,11 +15,11 @@ from fewshot_cam.errors import UserError
 from fewshot_cam.models.backbones import BACKBONES, build_backbone
 from fewshot_cam.models.classifier import FewShotClassifier, LinearHead
 from fewshot_cam.models.saol import SAOLHead
+from fewshot_cam.registry import Registry
 
-HEADS: dict[str, Callable[[int, int], nn.Module]] = {
-    "linear": LinearHead,
-    "saol": SAOLHead,
-}
+HEADS: Registry[Callable[[int, int], nn.Module]] = Registry("head")
+HEADS.register("linear", LinearHead, help="global average pooling + linear layer")
+HEADS.register("saol", SAOLHead, help="SAOL spatial head (Wang et al. 2021)")
 
 
 @dataclass(frozen=True)
@@ -37,18 +37,15 @@ class ModelConfig:
     """Classification head name in ``HEADS``: "linear" is global average pooling + a linear layer."""
 
     def __post_init__(self) -> None:
-        if self.backbone not in BACKBONES:
-            raise UserError(f"unknown backbone '{self.backbone}' (valid: {', '.join(sorted(BACKBONES))})")
-        if self.head not in HEADS:
-            raise UserError(f"unknown head '{self.head}' (valid: {', '.join(sorted(HEADS))})")
+        BACKBONES.get(self.backbone)
+        HEADS.get(self.head)
 
 
 def build_model(cfg: ModelConfig, num_classes: int) -> FewShotClassifier:
     """Backbone ``cfg.backbone`` + head ``cfg.head`` over ``num_classes`` base classes, on the CPU."""
-    if cfg.head not in HEADS:
-        raise UserError(f"unknown head '{cfg.head}' (valid: {', '.join(sorted(HEADS))})")
+    head = HEADS.get(cfg.head)
     if num_classes < 1:
         raise UserError(f"a classifier needs at least one class, got num_classes={num_classes}")
     options = {"drop_block": True} if cfg.drop_block else {}
     backbone = build_backbone(cfg.backbone, **options)
-    return FewShotClassifier(backbone, HEADS[cfg.head](backbone.out_channels, num_classes))
+    return FewShotClassifier(backbone, head(backbone.out_channels, num_classes))
