@@ -51,13 +51,13 @@ def test_report_pairs_only_runs_on_the_same_episodes():
     assert same_episodes(a, b) and not same_episodes(a, other)
     assert not same_episodes(a, replace(b, shots=5))
     report = build_report([("a", a), ("b", b), ("other", other)])
-    assert [(r[0], r[1], r[2]) for r in report.paired] == [("a", "b", "protonet"), ("a", "b", "logreg")]
+    assert [(r.run_a, r.run_b, r.method) for r in report.paired] == [("a", "b", "protonet"), ("a", "b", "logreg")]
     assert len(report.notes) == 2 and "other" in report.notes[0]
     row = report.paired[1]
     x, y = a.results[1].per_episode, b.results[1].per_episode
-    assert row[4] == pytest.approx(np.mean(np.subtract(x, y)))
-    assert row[7] == pytest.approx(scipy.stats.ttest_rel(x, y).pvalue)
-    assert row[8] == pytest.approx(scipy.stats.wilcoxon(np.subtract(x, y)).pvalue)
+    assert row.mean_diff == pytest.approx(np.mean(np.subtract(x, y)))
+    assert row.t_test_p == pytest.approx(scipy.stats.ttest_rel(x, y).pvalue)
+    assert row.wilcoxon_p == pytest.approx(scipy.stats.wilcoxon(np.subtract(x, y)).pvalue)
 
 
 def test_json_round_trip(tmp_path):

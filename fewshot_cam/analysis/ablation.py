@@ -20,7 +20,6 @@ from typing import Callable
 import numpy as np
 import torch
 import torchvision.transforms.functional as TF
-from tqdm import tqdm
 
 from fewshot_cam.analysis.attribution import attribute_images, classifier_scorer
 from fewshot_cam.errors import UserError
@@ -29,6 +28,7 @@ from fewshot_cam.evaluation.paired import compare_paired
 from fewshot_cam.evaluation.results import MethodResult
 from fewshot_cam.models.classifier import FewShotClassifier
 from fewshot_cam.models.features import extract_features, model_device
+from fewshot_cam.progress import progress as progress_bar
 from fewshot_cam.registry import Registry
 
 # condition(masks (B, H, W) bool) -> the pixels kept (B, H, W) bool, or None for all of them
@@ -94,7 +94,7 @@ def condition_features(
     images at a time on the model's device; masks: (N, H, W) bool."""
     device = model_device(model)
     out = []
-    for start in tqdm(range(0, len(images), batch_size), desc=condition, disable=not progress, leave=False):
+    for start in progress_bar(range(0, len(images), batch_size), desc=condition, enabled=progress):
         chunk = torch.as_tensor(images[start : start + batch_size]).to(device)  # (b, H, W, 3) uint8
         keep = torch.as_tensor(masks[start : start + batch_size]).to(device)  # (b, H, W) bool
         out.append(extract_features(model, apply_condition(chunk, keep, condition, fill), batch_size))

@@ -19,6 +19,7 @@ from fewshot_cam.analysis.attribution import METHODS as ATTRIBUTIONS
 from fewshot_cam.data.datasets import load_split
 from fewshot_cam.data.split import Split
 from fewshot_cam.errors import UserError
+from fewshot_cam.stats import format_ci
 from fewshot_cam.fewshot.episodic import check_methods
 from fewshot_cam.evaluation.results import episodes_hash, markdown_table
 from fewshot_cam.evaluation.run import EvalRequest, choose_episodes, data_settings
@@ -112,4 +113,4 @@ def format_ablation(records: Mapping[str, dict]) -> str:
 
 
 def str_ci(entry: dict, sign: bool = False) -> str:
-    return f"{entry['mean']:{'+' if sign else ''}.2f} +- {entry['ci95']:.2f}"
+    return format_ci(entry["mean"], entry["ci95"], signed=sign)

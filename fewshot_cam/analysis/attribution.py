@@ -19,7 +19,6 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from fewshot_cam.analysis.gradcam import gradcam, gradcam_plus_plus
 from fewshot_cam.analysis.hooks import capture_activations
@@ -29,6 +28,7 @@ from fewshot_cam.errors import UserError
 from fewshot_cam.fewshot.protonet import prototypes, protonet_logits
 from fewshot_cam.models.cam import minmax_normalize, target_cam
 from fewshot_cam.models.classifier import FewShotClassifier
+from fewshot_cam.progress import progress as progress_bar
 from fewshot_cam.registry import Registry
 
 
@@ -171,7 +171,7 @@ def attribute_images(
     scorer's model's) -> (N, H, W) in [0, 1] on that device. ``targets``: (N,) classes, or None for
     top-1. ``batch_size`` also bounds Score-CAM's masked images per forward pass."""
     out = []
-    for start in tqdm(range(0, len(images), batch_size), desc=method, disable=not progress, leave=False):
+    for start in progress_bar(range(0, len(images), batch_size), desc=method, enabled=progress):
         x = to_float(images[start : start + batch_size], device)  # (b, 3, H, W)
         t = None if targets is None else targets[start : start + batch_size]
         out.append(attribute(method, scorer, x, t, batch_size=batch_size, **options))

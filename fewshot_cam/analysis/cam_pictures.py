@@ -20,6 +20,9 @@ from fewshot_cam.models.features import model_device
 
 ROWS_PER_PICTURE = 8
 
+LOCALIZATION_FORMAT = "fewshot-cam-localization/1"
+"""The ``format`` of ``fewshot-cam cam``'s localization.json."""
+
 
 def sample_rows(split: Split, n: int, seed: int) -> np.ndarray:
     """``n`` distinct image indices of ``split`` (all of them if n >= its size), in random order from

@@ -13,7 +13,8 @@ from fewshot_cam.analysis.ablation_run import (
     format_ablation,
     run_background_ablation,
 )
-from fewshot_cam.analysis.pictures import save_condition_bars, write_json
+from fewshot_cam.analysis.pictures import save_condition_bars
+from fewshot_cam.io import write_json
 from fewshot_cam.cli import eval as eval_cli
 from fewshot_cam.cli.common import pick_device
 from fewshot_cam.fewshot.episodic import check_methods
@@ -55,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     record = run_background_ablation(request, pick_device(args.device), progress=sys.stderr.isatty())
     print(format_ablation({args.checkpoint: record}))
     if args.json:
-        print(f"wrote {write_json(args.json, record)}")
+        print(f"wrote {write_json(args.json, record, record['format'])}")
     if args.plot:
         print(f"wrote {save_condition_bars(args.plot, {args.checkpoint: record}, 100.0 / record['ways'])}")
     return 0

@@ -7,11 +7,17 @@ import sys
 from pathlib import Path
 
 from fewshot_cam.analysis.attribution import METHODS
-from fewshot_cam.analysis.cam_pictures import localization_summary, model_maps, sample_rows, write_pictures
-from fewshot_cam.analysis.pictures import write_json
+from fewshot_cam.analysis.cam_pictures import (
+    LOCALIZATION_FORMAT,
+    localization_summary,
+    model_maps,
+    sample_rows,
+    write_pictures,
+)
 from fewshot_cam.cli.common import add_data_arguments, add_device_argument, pick_device
 from fewshot_cam.data.datasets import load_split
 from fewshot_cam.evaluation.results import markdown_table
+from fewshot_cam.io import write_json
 from fewshot_cam.evaluation.run import EvalRequest, data_settings
 from fewshot_cam.models.checkpoint import load_model
 
@@ -61,5 +67,5 @@ def run(args: argparse.Namespace) -> int:
     print(markdown_table(("checkpoint", "loc. acc % (box IoU >= 0.5)", "mean mask IoU", "images"), table))
     record = {"method": args.method, "dataset": dataset, "split": args.split, "n": len(rows), "seed": args.seed,
               "threshold": args.threshold, "checkpoints": args.checkpoint, "localization": scores}
-    print(f"wrote {write_json(args.out / 'localization.json', record)}")
+    print(f"wrote {write_json(args.out / 'localization.json', record, LOCALIZATION_FORMAT)}")
     return 0

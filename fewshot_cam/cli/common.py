@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from fewshot_cam.config import merge, parse_overrides, read_yaml
+from fewshot_cam.config import layered
 from fewshot_cam.data.datasets import DATASETS
 from fewshot_cam.errors import UserError
 
@@ -81,9 +81,8 @@ def flag_values(args: argparse.Namespace, keys: dict[str, str]) -> dict[str, Any
 
 
 def layered_settings(args: argparse.Namespace, keys: dict[str, str]) -> dict[str, Any]:
-    """--config file < explicit flags < --set, as one nested mapping (defaults come from the dataclass)."""
-    data = read_yaml(args.config) if args.config else {}
-    return merge(merge(data, flag_values(args, keys)), parse_overrides(args.overrides))
+    """--config file < explicit flags < --set, as one nested mapping (:func:`fewshot_cam.config.layered`)."""
+    return layered(args.config or None, flag_values(args, keys), args.overrides)
 
 
 def best_val_summary(best: float, last_val: Any, val_every: int) -> str:

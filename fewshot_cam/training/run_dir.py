@@ -18,6 +18,7 @@ from typing import Any
 
 from fewshot_cam.config import dump_yaml
 from fewshot_cam.errors import UserError
+from fewshot_cam.io import atomic_write
 
 
 def _summary_writer(path: Path):
@@ -67,7 +68,7 @@ class RunDir:
         if not self.enabled:
             return
         kept = [line for line in read_metrics(self.metrics) if line["epoch"] <= completed_epochs] if self.metrics.exists() else []
-        self.metrics.write_text("".join(json.dumps(line) + "\n" for line in kept))
+        atomic_write(self.metrics, "".join(json.dumps(line) + "\n" for line in kept))
         if self._tensorboard:
             self._writer = _summary_writer(self.path / "tb")
 
