@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import warnings
 import json
 from dataclasses import replace
 
@@ -42,8 +43,19 @@ def test_paired_comparison_matches_scipy():
 
 def test_identical_runs_give_p_one_without_warnings():
     a = np.linspace(10, 90, 30)
-    c = compare_paired(a, a)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning (scipy's zero-variance RuntimeWarning included) fails
+        c = compare_paired(a, a)
+        shifted = compare_paired(a + 5.0, a)  # constant non-zero difference: scipy would warn, we do not
     assert (c.mean_diff, c.ci95, c.t_pvalue, c.wilcoxon_pvalue) == (0.0, 0.0, 1.0, 1.0)
+    assert shifted.mean_diff == pytest.approx(5.0) and shifted.ci95 == pytest.approx(0.0, abs=1e-12)
+
+
+def test_scipy_does_warn_on_a_constant_difference():
+    """The inputs above can tell: without compare_paired's handling, scipy warns on them."""
+    a = np.linspace(10, 90, 30)
+    with pytest.warns(RuntimeWarning):
+        scipy.stats.ttest_rel(a + 5.0, a)
 
 
 def test_report_pairs_only_runs_on_the_same_episodes():
