@@ -14,10 +14,10 @@ import sys
 
 from fewshot_cam.analysis.ablation_run import format_ablation, run_background_ablation
 from fewshot_cam.analysis.pictures import save_condition_bars
-from fewshot_cam.io import write_json
 from fewshot_cam.cli import ablate
 from fewshot_cam.cli.common import pick_device
 from fewshot_cam.errors import UserError
+from fewshot_cam.io import write_json
 
 
 def parse(argv: list[str]) -> tuple[dict[str, str], list[str]]:

@@ -6,13 +6,13 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 import torch.multiprocessing as mp
 import torch.nn as nn
 import torch.nn.functional as F
-from types import SimpleNamespace
 
 from fewshot_cam.config import load_config
 from fewshot_cam.models.checkpoint import load_checkpoint

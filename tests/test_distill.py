@@ -19,8 +19,8 @@ from fewshot_cam.losses.distill import (
     teacher_outputs,
 )
 from fewshot_cam.models.checkpoint import save_checkpoint
-from fewshot_cam.training.pretrain import load_teacher
 from fewshot_cam.models.factory import ModelConfig, build_model
+from fewshot_cam.training.pretrain import load_teacher
 
 K = 5
 

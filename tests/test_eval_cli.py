@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import scipy.stats
 import torch
+from oracles import episode_loop
 
 from fewshot_cam.data.datasets import load_split
 from fewshot_cam.data.episodes import make_episodes, save_episode_file
 from fewshot_cam.models.checkpoint import load_model, save_checkpoint
 from fewshot_cam.models.factory import ModelConfig, build_model
 from fewshot_cam.models.features import extract_features
-from oracles import episode_loop
 
 SIZE = 32
 

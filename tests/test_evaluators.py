@@ -6,15 +6,14 @@ import numpy as np
 import pytest
 import scipy.stats
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from oracles import chen_finetune, episode_loop
 
 from fewshot_cam.errors import UserError
 from fewshot_cam.fewshot import finetune
 from fewshot_cam.fewshot.episodic import METHODS, check_methods, episode_seeds, evaluate_episodes
 from fewshot_cam.fewshot.logreg import logreg, logreg_weights
 from fewshot_cam.stats import mean_ci95
-from oracles import chen_finetune, episode_loop
 
 CLASSES, PER_CLASS, D = 8, 20, 12
 

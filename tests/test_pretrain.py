@@ -126,7 +126,8 @@ def test_precedence_defaults_file_flags_set(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("optim:\n  epochs: 7\n  lr: 1.0e-3\nmodel:\n  backbone: tiny\n")
     args = Namespace(config=str(path), overrides=["optim.lr=0.2"], dataset=None, root=None, image_size=None,
-                     backbone=None, head=None, loss=None, teacher=None, distill=None, epochs=3, batch_size=None, lr=0.1, out=None, device=None, seed=None)
+                     backbone=None, head=None, loss=None, teacher=None, distill=None, epochs=3, batch_size=None,
+                     lr=0.1, out=None, device=None, seed=None)
     cfg = resolve_config(args)
     assert (cfg.optim.epochs, cfg.optim.lr, cfg.model.backbone, cfg.optim.momentum) == (3, 0.2, "tiny", 0.9)
 

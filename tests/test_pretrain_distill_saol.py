@@ -50,7 +50,8 @@ def teacher_path(tmp_path_factory):
 
 @pytest.mark.parametrize("name, head, mode", [
     ("synthetic-conv4-saol.yaml", "saol", "none"), ("synthetic-conv4-ccm.yaml", "linear", "ccm"),
-    ("mini-imagenet-resnet12-saol.yaml", "saol", "none"), ("mini-imagenet-conv4-ccm-from-resnet12.yaml", "linear", "ccm"),
+    ("mini-imagenet-resnet12-saol.yaml", "saol", "none"),
+    ("mini-imagenet-conv4-ccm-from-resnet12.yaml", "linear", "ccm"),
 ])
 def test_distill_and_saol_configs_load(name, head, mode):
     cfg = load_config(PretrainConfig, CONFIGS / name)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import csv
-import warnings
 import json
+import warnings
 from dataclasses import replace
 
 import numpy as np

@@ -22,10 +22,9 @@ import torch
 import torchvision.transforms.functional as TF
 
 from fewshot_cam.analysis.attribution import attribute_images, classifier_scorer
-from fewshot_cam.errors import UserError
-from fewshot_cam.fewshot.episodic import evaluate_episodes
 from fewshot_cam.evaluation.paired import compare_paired
 from fewshot_cam.evaluation.results import MethodResult
+from fewshot_cam.fewshot.episodic import evaluate_episodes
 from fewshot_cam.models.classifier import FewShotClassifier
 from fewshot_cam.models.features import extract_features, model_device
 from fewshot_cam.progress import progress as progress_bar
@@ -115,7 +114,8 @@ def attribution_masks(
     mask_model.eval()
     try:
         scorer = classifier_scorer(mask_model)
-        maps = attribute_images(method, scorer, images, model_device(mask_model), batch_size=batch_size, progress=progress)
+        maps = attribute_images(method, scorer, images, model_device(mask_model), batch_size=batch_size,
+                                progress=progress)
     finally:
         mask_model.train(was_training)
     return maps >= threshold

@@ -19,12 +19,12 @@ from fewshot_cam.analysis.attribution import METHODS as ATTRIBUTIONS
 from fewshot_cam.data.datasets import load_split
 from fewshot_cam.data.split import Split
 from fewshot_cam.errors import UserError
-from fewshot_cam.stats import format_ci
-from fewshot_cam.fewshot.episodic import check_methods
 from fewshot_cam.evaluation.results import episodes_hash, markdown_table
 from fewshot_cam.evaluation.run import EvalRequest, choose_episodes, data_settings
+from fewshot_cam.fewshot.episodic import check_methods
 from fewshot_cam.models.checkpoint import load_model
 from fewshot_cam.models.features import model_device
+from fewshot_cam.stats import format_ci
 
 FORMAT = "fewshot-cam-ablation/1"
 MASK_SOURCES = ("gt", *ATTRIBUTIONS)
@@ -69,7 +69,8 @@ def foreground_masks(request: AblationRequest, split: Split, rows: np.ndarray, m
     if request.mask_model is not None:
         mask_model = load_model(request.mask_model, map_location=model_device(model))[0]
     images = split.images[rows]
-    return attribution_masks(mask_model, images, request.masks, request.mask_threshold, request.cam_batch_size, progress)
+    return attribution_masks(mask_model, images, request.masks, request.mask_threshold, request.cam_batch_size,
+                             progress)
 
 
 def run_background_ablation(request: AblationRequest, device: torch.device, progress: bool = False) -> dict:
@@ -99,7 +100,8 @@ def run_background_ablation(request: AblationRequest, device: torch.device, prog
 
 def format_ablation(records: Mapping[str, dict]) -> str:
     """One table: a row per condition (and per paired difference, and the BRI), a column per model/method."""
-    labels = [(label, i, e["method"]) for label, r in records.items() for i, e in enumerate(r["conditions"]["original"])]
+    labels = [(label, i, e["method"])
+              for label, r in records.items() for i, e in enumerate(r["conditions"]["original"])]
     header = ["condition"] + [m if len(records) == 1 else f"{label} {m}" for label, _, m in labels]
     rows = [[c] + [str_ci(records[label]["conditions"][c][i]) for label, i, _ in labels] for c in CONDITIONS]
     for key in records[labels[0][0]]["differences"]:

@@ -25,7 +25,7 @@ from fewshot_cam.analysis.hooks import capture_activations
 from fewshot_cam.analysis.scorecam import scorecam
 from fewshot_cam.data.transforms import to_float
 from fewshot_cam.errors import UserError
-from fewshot_cam.fewshot.protonet import prototypes, protonet_logits
+from fewshot_cam.fewshot.protonet import protonet_logits, prototypes
 from fewshot_cam.models.cam import minmax_normalize, target_cam
 from fewshot_cam.models.classifier import FewShotClassifier
 from fewshot_cam.progress import progress as progress_bar

@@ -32,7 +32,8 @@ def sample_rows(split: Split, n: int, seed: int) -> np.ndarray:
 
 
 def model_maps(
-    models: Mapping[str, FewShotClassifier], images: np.ndarray, method: str, batch_size: int = 64, progress: bool = False
+    models: Mapping[str, FewShotClassifier], images: np.ndarray, method: str, batch_size: int = 64,
+    progress: bool = False,
 ) -> dict[str, np.ndarray]:
     """label -> (N, H, W) maps in [0, 1] of each model's top-1 class. images: (N, H, W, 3) uint8."""
     out = {}

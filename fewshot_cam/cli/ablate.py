@@ -14,11 +14,11 @@ from fewshot_cam.analysis.ablation_run import (
     run_background_ablation,
 )
 from fewshot_cam.analysis.pictures import save_condition_bars
-from fewshot_cam.io import write_json
 from fewshot_cam.cli import eval as eval_cli
 from fewshot_cam.cli.common import pick_device
-from fewshot_cam.fewshot.episodic import check_methods
 from fewshot_cam.evaluation.run import EvalRequest
+from fewshot_cam.fewshot.episodic import check_methods
+from fewshot_cam.io import write_json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -17,8 +17,8 @@ from fewshot_cam.analysis.cam_pictures import (
 from fewshot_cam.cli.common import add_data_arguments, add_device_argument, pick_device
 from fewshot_cam.data.datasets import load_split
 from fewshot_cam.evaluation.results import markdown_table
-from fewshot_cam.io import write_json
 from fewshot_cam.evaluation.run import EvalRequest, data_settings
+from fewshot_cam.io import write_json
 from fewshot_cam.models.checkpoint import load_model
 
 

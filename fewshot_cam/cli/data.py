@@ -7,8 +7,8 @@ from pathlib import Path
 
 from fewshot_cam.cli.common import add_data_arguments
 from fewshot_cam.data.datasets import detect_layout, load_split, split_info
-from fewshot_cam.data.split import SPLITS
 from fewshot_cam.data.preview import save_grid
+from fewshot_cam.data.split import SPLITS
 from fewshot_cam.data.synthetic import SynthConfig, write_synthetic
 
 CACHE_STATE = {True: "yes", False: "no", None: "-"}  # "-": never cached (generated in memory)

@@ -6,9 +6,9 @@ import argparse
 import sys
 
 from fewshot_cam.cli.common import add_data_arguments, add_device_argument, pick_device
-from fewshot_cam.fewshot.episodic import DEFAULT_METHODS, METHODS, check_methods
 from fewshot_cam.evaluation.results import format_result, write_result
 from fewshot_cam.evaluation.run import DEFAULT_EPISODES, EvalRequest, run_evaluation
+from fewshot_cam.fewshot.episodic import DEFAULT_METHODS, METHODS, check_methods
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -48,7 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--teacher", default=None, metavar="CHECKPOINT",
                         help="frozen teacher checkpoint for --distill (same base classes, any backbone)")
     parser.add_argument("--distill", default=None, choices=("none", "kd", "at", "ccm"),
-                        help="distillation from --teacher: kd, at (attention transfer), ccm (CAAM-CAM matching); default none")
+                        help="distillation from --teacher: kd, at (attention transfer), ccm (CAAM-CAM matching); "
+                             "default none")
     parser.add_argument("--batch-size", type=int, default=None, help="global batch size (default 64)")
     add_run_arguments(parser, "default 100", "base learning rate (default 0.05)", "run folder (default runs/pretrain)")
 

@@ -19,6 +19,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 from PIL import Image
+
 from fewshot_cam.data.split import SPLITS, Split
 from fewshot_cam.errors import UserError
 from fewshot_cam.progress import progress
@@ -27,7 +28,9 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 PROGRESS_MIN = 2000  # show a progress bar from this many images on
 _CHUNK = 256
 # What a damaged pickle can raise while loading.
-PICKLE_ERRORS = (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError, IndexError, KeyError)
+PICKLE_ERRORS = (
+    pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError, IndexError, KeyError,
+)
 # What PIL raises on a truncated or corrupt PNG/JPEG.
 IMAGE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
@@ -107,7 +110,9 @@ def resize_array(image: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(resize(Image.fromarray(image), size))
 
 
-def parallel_fill(out: np.ndarray, items: Sequence, fn: Callable[[Any], np.ndarray], where: Callable[[int], str], desc: str) -> np.ndarray:
+def parallel_fill(
+    out: np.ndarray, items: Sequence, fn: Callable[[Any], np.ndarray], where: Callable[[int], str], desc: str
+) -> np.ndarray:
     """``out[i] = fn(items[i])`` for all i in threads, with a progress bar for large splits.
 
     ``where(i)`` names item i (a file, or "index i of file") in the error a corrupt image raises.
@@ -125,7 +130,8 @@ def parallel_fill(out: np.ndarray, items: Sequence, fn: Callable[[Any], np.ndarr
         return min(start + _CHUNK, n) - start
 
     workers = min(8, os.cpu_count() or 1)
-    with ThreadPoolExecutor(workers) as pool, progress(total=n, desc=desc, unit="img", enabled=n >= PROGRESS_MIN) as bar:
+    bar = progress(total=n, desc=desc, unit="img", enabled=n >= PROGRESS_MIN)
+    with ThreadPoolExecutor(workers) as pool, bar:
         for done in pool.map(fill, range(0, n, _CHUNK)):
             bar.update(done)
     return out
@@ -157,5 +163,6 @@ def decode_split(source: Source, names: Sequence[str], items: Sequence, fn: Call
     if masks is not None:
         ordered_masks = [masks[i] for i in order]
         mask_array = np.empty((len(ordered), image_size, image_size), bool)
-        parallel_fill(mask_array, ordered_masks, lambda p: decode_mask(p, image_size), lambda i: str(ordered_masks[i]), desc + " masks")
+        parallel_fill(mask_array, ordered_masks, lambda p: decode_mask(p, image_size), lambda i: str(ordered_masks[i]),
+                      desc + " masks")
     return Split(images, labels, class_names, mask_array, name=desc, source=str(source.root))

@@ -84,7 +84,8 @@ def index_table(source: Split | Sequence[int] | list[np.ndarray]) -> np.ndarray:
 
     ``source``: a split, a list of class sizes (classes one after the other) or :func:`class_members`.
     """
-    members = source if source and isinstance(source, list) and isinstance(source[0], np.ndarray) else class_members(source)
+    given = isinstance(source, list) and bool(source) and isinstance(source[0], np.ndarray)
+    members = source if given else class_members(source)
     table = np.full((len(members), max((len(m) for m in members), default=0)), -1, dtype=np.int64)
     for c, m in enumerate(members):  # one row copy per class
         table[c, : len(m)] = m
@@ -156,7 +157,8 @@ class EpisodeSampler(Sampler[list[int]]):
         check_setting(sizes, names, where, ways, shots, queries)
         if episodes is not None and episodes < 1:
             raise UserError(f"number of episodes must be >= 1, got {episodes} (split {where})")
-        self.ways, self.shots, self.queries, self.seed, self.episodes = int(ways), int(shots), int(queries), seed, episodes
+        self.ways, self.shots, self.queries = int(ways), int(shots), int(queries)
+        self.seed, self.episodes = seed, episodes
         self._sizes = np.asarray(sizes, dtype=np.int64)
         self._table = index_table(members)
         self._rng = np.random.default_rng(seed)

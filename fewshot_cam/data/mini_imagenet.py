@@ -82,7 +82,8 @@ def read_cache_pickle(path: Path) -> tuple[np.ndarray, dict[str, list[int]]]:
     images = data["image_data"]
     if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
         shape = getattr(images, "shape", type(images).__name__)
-        raise UserError(f"image_data has shape {shape} dtype {getattr(images, 'dtype', '?')}, expected N x H x W x 3 uint8", path)
+        dtype = getattr(images, "dtype", "?")
+        raise UserError(f"image_data has shape {shape} dtype {dtype}, expected N x H x W x 3 uint8", path)
     classes = {str(k): [int(i) for i in v] for k, v in str_keys(data["class_dict"]).items()}
     bad = [(c, i) for c, ix in classes.items() for i in ix if not 0 <= i < len(images)]
     if bad:

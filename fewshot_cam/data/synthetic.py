@@ -161,6 +161,7 @@ def write_synthetic(out_dir: str | Path, cfg: SynthConfig = SynthConfig()) -> Pa
     """Write the benchmark as image folders: ``out/{split}/<class>/<i:05d>.png``, masks (0/255) under
     ``out/masks/{split}/<class>/<i:05d>.png``. Readable back with the ``imagefolder`` dataset."""
     from PIL import Image
+
     from fewshot_cam.progress import progress
 
     out = Path(out_dir)

@@ -79,7 +79,8 @@ def build_report(runs: Sequence[tuple[str, EvalResult]], baseline: str | None = 
     """``runs``: (name, result) pairs. Paired rows compare every pair of runs (each run against
     ``baseline`` when given) on each method both hold, when the runs share their episodes."""
     names = [name for name, _ in runs]
-    results = [ResultRow(name, m.method, r.setting(), m.mean, m.ci95, len(m.per_episode)) for name, r in runs for m in r.results]
+    results = [ResultRow(name, m.method, r.setting(), m.mean, m.ci95, len(m.per_episode))
+               for name, r in runs for m in r.results]
     paired, notes = [], []
     for i, j in _pairs(names, baseline):
         (name_a, a), (name_b, b) = runs[i], runs[j]

@@ -8,7 +8,6 @@ this split and setting (:func:`find_shipped_episodes`), else from ``DEFAULT_EPIS
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
@@ -16,8 +15,8 @@ from fewshot_cam.data.datasets import load_split
 from fewshot_cam.data.episodes import EpisodeSet, find_shipped_episodes, load_episode_file, make_episodes
 from fewshot_cam.data.split import Split
 from fewshot_cam.errors import UserError
-from fewshot_cam.fewshot.episodic import DEFAULT_METHODS, check_methods, evaluate_episodes
 from fewshot_cam.evaluation.results import EvalResult, MethodResult, episodes_hash
+from fewshot_cam.fewshot.episodic import DEFAULT_METHODS, check_methods, evaluate_episodes
 from fewshot_cam.models.checkpoint import load_model
 from fewshot_cam.models.features import extract_features
 

@@ -12,6 +12,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
+
 from fewshot_cam.errors import UserError
 from fewshot_cam.fewshot.finetune import baseline, baseline_pp
 from fewshot_cam.fewshot.logreg import logreg

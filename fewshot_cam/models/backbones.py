@@ -11,8 +11,8 @@ from typing import Callable
 import torch.nn as nn
 
 from fewshot_cam.errors import UserError
-from fewshot_cam.registry import Registry
 from fewshot_cam.models.resnet import ResNet12, ResNet18
+from fewshot_cam.registry import Registry
 
 
 def conv_block(in_channels: int, out_channels: int, pool: bool = True) -> nn.Sequential:

@@ -106,7 +106,9 @@ def _blend(x: torch.Tensor, other: torch.Tensor | float, factor: torch.Tensor) -
     return (f * x + (1.0 - f) * other).clamp_(0.0, 1.0)
 
 
-def color_jitter(x: torch.Tensor, brightness: torch.Tensor, contrast: torch.Tensor, saturation: torch.Tensor) -> torch.Tensor:
+def color_jitter(
+    x: torch.Tensor, brightness: torch.Tensor, contrast: torch.Tensor, saturation: torch.Tensor
+) -> torch.Tensor:
     """x: (B, 3, H, W) in [0, 1]; factors (B,) -> brightness, then contrast, then saturation, (B, 3, H, W)."""
     x = _blend(x, 0.0, brightness)
     x = _blend(x, grey(x).mean(dim=(1, 2, 3), keepdim=True), contrast)

@@ -6,8 +6,9 @@ L = -1/(NQ) sum_q log softmax_n(-d(f(q), c_n)), averaged over the E episodes of 
 the pretrained weights as in Meta-Baseline (Chen et al., "Meta-Baseline: Exploring Simple
 Meta-Learning for Few-Shot Learning", ICCV 2021). The run machinery pretraining uses is shared
 (:mod:`.state`, :mod:`.runner`): the optimiser and its per-step schedule, the epoch runner, the few-shot
-validation that picks ``best.pt``, the run folder, checkpoints (same payload, same ``model_config``, ``num_classes`` and head weights as the pretrained
-checkpoint, so ``fewshot-cam eval`` and the CAM analysis read them), resume and the non-finite stop.
+validation that picks ``best.pt``, the run folder, checkpoints (same payload, same ``model_config``,
+``num_classes`` and head weights as the pretrained checkpoint, so ``fewshot-cam eval`` and the CAM
+analysis read them), resume and the non-finite stop.
 
 Randomness: epoch e draws its episodes from seed (run.seed, e, 0) and its augmentation from
 (run.seed, e, 2 + 2 rank), so a resumed run ends exactly where an uninterrupted one does.
@@ -39,7 +40,6 @@ from fewshot_cam.training.optim import OptimConfig, build_optimizer, build_sched
 from fewshot_cam.training.runner import autocast_for, epoch_seed, run_epoch, run_epochs
 from fewshot_cam.training.state import EpochInputs, RunState, load_data, make_batch, open_run, start_run
 from fewshot_cam.training.validation import ValConfig, sample_episodes
-
 
 NO_AUTOCAST = contextlib.nullcontext()
 

@@ -81,13 +81,16 @@ def lr_factor(step: int, cfg: OptimConfig, steps_per_epoch: int) -> float:
 def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.SGD:
     """SGD with momentum and weight decay over every trainable parameter."""
     if cfg.lr <= 0 or cfg.batch_size < 1 or cfg.epochs < 1:
-        raise UserError(f"optim needs lr > 0, batch_size >= 1, epochs >= 1 (got {cfg.lr}, {cfg.batch_size}, {cfg.epochs})")
+        got = f"{cfg.lr}, {cfg.batch_size}, {cfg.epochs}"
+        raise UserError(f"optim needs lr > 0, batch_size >= 1, epochs >= 1 (got {got})")
     params = [p for p in model.parameters() if p.requires_grad]
     return torch.optim.SGD(
         params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.nesterov
     )
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig, steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: OptimConfig, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LambdaLR:
     """A per-step ``LambdaLR``; its state (the step count) goes into checkpoints."""
     return torch.optim.lr_scheduler.LambdaLR(optimizer, partial(lr_factor, cfg=cfg, steps_per_epoch=steps_per_epoch))

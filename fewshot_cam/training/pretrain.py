@@ -78,7 +78,8 @@ def setup(cfg: PretrainConfig, device: torch.device, info: distributed.DistInfo)
     optimizer = build_optimizer(model, cfg.optim)
     steps_per_epoch = len(train.images) // cfg.optim.batch_size
     if steps_per_epoch == 0:
-        raise UserError(f"optim.batch_size {cfg.optim.batch_size} exceeds the {len(train.images)} images of {train.name}")
+        raise UserError(f"optim.batch_size {cfg.optim.batch_size} exceeds the {len(train.images)} images of "
+                        f"{train.name}")
     if cfg.optim.steps_per_epoch > 0:
         steps_per_epoch = min(steps_per_epoch, cfg.optim.steps_per_epoch)
     images = torch.from_numpy(train.images)  # (N, H, W, 3) uint8
@@ -98,7 +99,10 @@ def setup(cfg: PretrainConfig, device: torch.device, info: distributed.DistInfo)
     )
 
 
-def fit(cfg: PretrainConfig, device: torch.device, info: distributed.DistInfo = distributed.DistInfo(), resume_run: bool = False) -> Pretraining:
+def fit(
+    cfg: PretrainConfig, device: torch.device, info: distributed.DistInfo = distributed.DistInfo(),
+    resume_run: bool = False,
+) -> Pretraining:
     """Pretrain per ``cfg`` on ``device`` into the run folder ``cfg.run.out``; returns the final state."""
     run_dir = open_run(cfg.run.out, info, cfg.run.tensorboard, resume_run)
     state = setup(cfg, device, info)

@@ -67,7 +67,8 @@ class RunDir:
         """Keep only metrics of epochs <= ``completed_epochs`` (a fresh run: none; a resumed one: those in last.pt)."""
         if not self.enabled:
             return
-        kept = [line for line in read_metrics(self.metrics) if line["epoch"] <= completed_epochs] if self.metrics.exists() else []
+        old = read_metrics(self.metrics) if self.metrics.exists() else []
+        kept = [line for line in old if line["epoch"] <= completed_epochs]
         atomic_write(self.metrics, "".join(json.dumps(line) + "\n" for line in kept))
         if self._tensorboard:
             self._writer = _summary_writer(self.path / "tb")

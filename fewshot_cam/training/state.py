@@ -114,7 +114,8 @@ def resume(state: RunState, path) -> None:
         state.optimizer.load_state_dict(ckpt["optimizer"])
         state.scheduler.load_state_dict(ckpt["scheduler"])
     except (RuntimeError, KeyError, ValueError) as err:
-        raise UserError(f"cannot resume: the checkpoint's state does not fit ({' '.join(str(err).split())[:200]})", path) from None
+        why = " ".join(str(err).split())[:200]
+        raise UserError(f"cannot resume: the checkpoint's state does not fit ({why})", path) from None
     state.epoch = int(ckpt["epoch"])
     state.best = float(ckpt["best_metric"]) if ckpt.get("best_metric") is not None else -math.inf
 
@@ -169,7 +170,8 @@ def open_run(out: str, info: distributed.DistInfo, tensorboard: bool, resume_run
     """The run folder; a fresh run refuses to overwrite one that holds last.pt."""
     run_dir = RunDir(out, info.is_main, tensorboard)
     if not resume_run and run_dir.last.exists():
-        raise UserError("the run folder already holds last.pt: pass --resume to continue it, or pick another --out", run_dir.path)
+        raise UserError("the run folder already holds last.pt: pass --resume to continue it, or pick another --out",
+                        run_dir.path)
     return run_dir
 
 
