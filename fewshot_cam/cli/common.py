@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 import math
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import torch
 
 from fewshot_cam.config import layered
 from fewshot_cam.data.datasets import DATASETS
 from fewshot_cam.errors import UserError
+
+T = TypeVar("T")
 
 
 def add_device_argument(parser: argparse.ArgumentParser) -> None:
@@ -83,6 +85,17 @@ def flag_values(args: argparse.Namespace, keys: dict[str, str]) -> dict[str, Any
 def layered_settings(args: argparse.Namespace, keys: dict[str, str]) -> dict[str, Any]:
     """--config file < explicit flags < --set, as one nested mapping (:func:`fewshot_cam.config.layered`)."""
     return layered(args.config or None, flag_values(args, keys), args.overrides)
+
+
+def run_distributed(device_name: str, train: Callable[[torch.device, Any], T]) -> tuple[T, Any]:
+    """``train(device, info)`` inside this process's process group (under torchrun; a plain process is
+    rank 0 of 1) on the device ``device_name`` resolves to -> (its result, the DistInfo)."""
+    from fewshot_cam.training import distributed  # only the training commands pay for it
+
+    info = distributed.from_env()
+    device = distributed.local_device(pick_device(device_name), info)
+    with distributed.process_group(info, device):
+        return train(device, info), info
 
 
 def best_val_summary(best: float, last_val: Any, val_every: int) -> str:

@@ -10,24 +10,15 @@ from __future__ import annotations
 
 import argparse
 
-from fewshot_cam.cli.common import (
-    RUN_FLAG_KEYS,
-    add_config_arguments,
-    add_data_arguments,
-    add_run_arguments,
-    best_val_summary,
-    layered_settings,
-    pick_device,
-)
+from fewshot_cam.cli import common
 from fewshot_cam.config import from_dict
 from fewshot_cam.models.backbones import BACKBONES
 from fewshot_cam.models.factory import HEADS
-from fewshot_cam.training import distributed
 from fewshot_cam.training.config import PretrainConfig
 from fewshot_cam.training.pretrain import fit
 
 # flag dest -> dotted config key
-FLAG_KEYS: dict[str, str] = RUN_FLAG_KEYS | {
+FLAG_KEYS: dict[str, str] = common.RUN_FLAG_KEYS | {
     "backbone": "model.backbone",
     "head": "model.head",
     "loss": "loss.loss",
@@ -38,8 +29,8 @@ FLAG_KEYS: dict[str, str] = RUN_FLAG_KEYS | {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_config_arguments(parser, "YAML file (see configs/); flags and --set override it", "optim.lr=0.1")
-    add_data_arguments(parser)
+    common.add_config_arguments(parser, "YAML file (see configs/); flags and --set override it", "optim.lr=0.1")
+    common.add_data_arguments(parser)
     parser.add_argument("--image-size", type=int, default=None, help="image side in pixels (default 84)")
     parser.add_argument("--backbone", default=None, choices=BACKBONES.names(),
                         help=f"default conv4; {BACKBONES.describe()}")
@@ -51,12 +42,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="distillation from --teacher: kd, at (attention transfer), ccm (CAAM-CAM matching); "
                              "default none")
     parser.add_argument("--batch-size", type=int, default=None, help="global batch size (default 64)")
-    add_run_arguments(parser, "default 100", "base learning rate (default 0.05)", "run folder (default runs/pretrain)")
+    common.add_run_arguments(parser, "default 100", "base learning rate (default 0.05)",
+                             "run folder (default runs/pretrain)")
 
 
 def resolve_config(args: argparse.Namespace) -> PretrainConfig:
     """defaults < --config file < explicit flags < --set; unknown keys and bad types name the key."""
-    return from_dict(PretrainConfig, layered_settings(args, FLAG_KEYS), path=args.config)
+    return from_dict(PretrainConfig, common.layered_settings(args, FLAG_KEYS), path=args.config)
 
 
 def describe(cfg: PretrainConfig) -> str:
@@ -71,12 +63,9 @@ def describe(cfg: PretrainConfig) -> str:
 
 def run(args: argparse.Namespace) -> int:
     cfg = resolve_config(args)
-    info = distributed.from_env()
-    device = distributed.local_device(pick_device(cfg.run.device), info)
-    with distributed.process_group(info, device):
-        state = fit(cfg, device, info, resume_run=args.resume)
+    state, info = common.run_distributed(cfg.run.device, lambda device, info: fit(cfg, device, info, args.resume))
     if info.is_main:
-        best = best_val_summary(state.best, state.last_val, cfg.val.every)
+        best = common.best_val_summary(state.best, state.last_val, cfg.val.every)
         print(f"pretrained {describe(cfg)} for {state.epoch} epochs on {cfg.data.dataset}: "
               f"best val {cfg.val.ways}-way {cfg.val.shots}-shot accuracy {best}; run folder {cfg.run.out}")
     return 0

@@ -5,13 +5,7 @@ labelled dataset); frozen episode files keep evaluation episodes fixed across ru
 """
 
 from fewshot_cam.data.datasets import DATASETS, load_split
-from fewshot_cam.data.episodes import (
-    EpisodeSampler,
-    EpisodeSet,
-    load_episode_file,
-    make_episodes,
-    save_episode_file,
-)
+from fewshot_cam.data.episodes import EpisodeSampler, EpisodeSet, load_episode_file, make_episodes, save_episode_file
 from fewshot_cam.data.split import Split
 from fewshot_cam.data.transforms import to_float
 
