@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 from fewshot_cam.cli import common
-from fewshot_cam.training.metatrain import class_names_of, fit, resolve_config
+from fewshot_cam.training.metatrain import SAMPLERS, class_names_of, fit, resolve_config
 
 # flag dest -> dotted config key
 FLAG_KEYS: dict[str, str] = common.RUN_FLAG_KEYS | {
@@ -31,8 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ways", type=int, default=None, help="classes per training episode (default 5)")
     parser.add_argument("--shots", type=int, default=None, help="support images per class (default 1)")
     parser.add_argument("--queries", type=int, default=None, help="query images per class (default 15)")
-    parser.add_argument("--sampler", default=None, choices=("native", "learn2learn"),
-                        help="episode source (default native)")
+    parser.add_argument("--sampler", default=None, choices=SAMPLERS.names(),
+                        help=f"episode source (default native); {SAMPLERS.describe()}")
     common.add_run_arguments(parser, "default 20", "SGD learning rate (default 0.001)",
                              "run folder (default runs/metatrain)")
 

@@ -33,6 +33,7 @@ from fewshot_cam.losses.prototypical import prototypical_loss
 from fewshot_cam.models.checkpoint import load_model
 from fewshot_cam.models.classifier import FewShotClassifier
 from fewshot_cam.models.factory import ModelConfig
+from fewshot_cam.registry import Registry
 from fewshot_cam.training import distributed
 from fewshot_cam.training.augment import AugmentConfig
 from fewshot_cam.training.config import DataConfig, RunConfig
@@ -135,15 +136,15 @@ def learn2learn_episodes(split: Split, ways: int, shots: int, queries: int, n: i
 
 
 # name -> (split, ways, shots, queries, n, seed) -> (n, N, K+Q) indices into the split
-SAMPLERS: dict[str, Callable[..., torch.Tensor]] = {"native": native_episodes, "learn2learn": learn2learn_episodes}
+SAMPLERS: Registry[Callable[..., torch.Tensor]] = Registry("sampler")
+SAMPLERS.register("native", native_episodes, help="our vectorised EpisodeSampler")
+SAMPLERS.register("learn2learn", learn2learn_episodes, help="learn2learn's TaskDataset (same seeding)")
 
 
 def epoch_episodes(split: Split, cfg: MetaTrainConfig, epoch: int) -> torch.Tensor:
     """Epoch ``epoch``'s episodes, one row of E per optimiser step: (steps, E, N, K+Q)."""
-    if cfg.sampler not in SAMPLERS:
-        raise UserError(f"unknown sampler '{cfg.sampler}' (valid: {', '.join(sorted(SAMPLERS))})")
     steps, seed = cfg.steps_per_epoch, epoch_seed(cfg.run.seed, epoch, 0)
-    episodes = SAMPLERS[cfg.sampler](split, cfg.ways, cfg.shots, cfg.queries, steps * cfg.tasks_per_step, seed)
+    episodes = SAMPLERS.get(cfg.sampler)(split, cfg.ways, cfg.shots, cfg.queries, steps * cfg.tasks_per_step, seed)
     return episodes.view(steps, cfg.tasks_per_step, cfg.ways, cfg.shots + cfg.queries)
 
 
