@@ -26,6 +26,7 @@ import torch
 
 from fewshot_cam.errors import UserError
 from fewshot_cam.progress import progress
+from fewshot_cam.stats import format_ci
 from fewshot_cam.training import distributed
 from fewshot_cam.training.run_dir import RunDir
 from fewshot_cam.training.state import RunState, end_epoch
@@ -90,7 +91,7 @@ def run_epoch(
 def epoch_line(record: dict, epochs: int) -> str:
     """One line per epoch: epoch, loss terms, train accuracy, val accuracy +- CI, learning rate, time."""
     terms = " ".join(f"{k} {v:.4g}" for k, v in record.items() if k not in ("epoch", "val_acc", "val_ci95", "time"))
-    val = f" val {record['val_acc']:.2f} +- {record['val_ci95']:.2f}" if record.get("val_acc") is not None else ""
+    val = f" val {format_ci(record['val_acc'], record['val_ci95'])}" if record.get("val_acc") is not None else ""
     return f"epoch {record['epoch']}/{epochs} {terms}{val} ({record['time']:.1f} s)"
 
 
