@@ -17,6 +17,7 @@ from typing import Any, Mapping, TypeVar
 import yaml
 
 from fewshot_cam.errors import UserError
+from fewshot_cam.io import atomic_write
 
 T = TypeVar("T")
 
@@ -62,12 +63,11 @@ def _coerce(tp: Any, value: Any, key: str, path: str | Path | None) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        errors = []
         for arg in (a for a in args if a is not type(None)):
             try:
                 return _coerce(arg, value, key, path)
-            except UserError as err:
-                errors.append(str(err))
+            except UserError:
+                pass
         raise UserError(f"config key '{key}': {value!r} does not fit {tp}", path)
     if origin is typing.Literal:
         if value not in args:
@@ -157,18 +157,23 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def layered(
+    path: str | Path | None = None, flags: Mapping[str, Any] | None = None, overrides: list[str] | tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """The one layering of settings, later wins: the YAML file < explicit flags (a nested mapping) <
+    ``--set`` overrides. Defaults come from the dataclass :func:`from_dict` fills."""
+    data = read_yaml(path) if path is not None else {}
+    return merge(merge(data, flags or {}), parse_overrides(list(overrides)))
+
+
 def load_config(
     cls: type[T],
     path: str | Path | None = None,
     overrides: list[str] | tuple[str, ...] = (),
-    base: Mapping[str, Any] | None = None,
+    flags: Mapping[str, Any] | None = None,
 ) -> T:
-    """``base`` (e.g. values from CLI flags), then the YAML file, then ``--set`` overrides."""
-    data: dict[str, Any] = dict(base or {})
-    if path is not None:
-        data = merge(data, read_yaml(path))
-    data = merge(data, parse_overrides(list(overrides)))
-    return from_dict(cls, data, path=path)
+    """``cls`` from :func:`layered` settings (file < flags < overrides)."""
+    return from_dict(cls, layered(path, flags, overrides), path=path)
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
@@ -185,5 +190,5 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 
 def dump_yaml(cfg: Any, path: str | Path) -> None:
-    """Write the resolved config beside an output."""
-    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    """Write the resolved config beside an output (atomically)."""
+    atomic_write(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))

@@ -17,7 +17,12 @@ class Interval:
     n: int
 
     def __str__(self) -> str:
-        return f"{self.mean:.2f} +- {self.ci95:.2f}"
+        return format_ci(self.mean, self.ci95)
+
+
+def format_ci(mean: float, ci95: float, signed: bool = False) -> str:
+    """The one "mean +- ci95" format (2 decimals; ``signed``: a leading + for differences)."""
+    return f"{mean:{'+' if signed else ''}.2f} +- {ci95:.2f}"
 
 
 def mean_ci95(values) -> Interval:

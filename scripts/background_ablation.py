@@ -13,10 +13,11 @@ import argparse
 import sys
 
 from fewshot_cam.analysis.ablation_run import format_ablation, run_background_ablation
-from fewshot_cam.analysis.pictures import save_condition_bars, write_json
+from fewshot_cam.analysis.pictures import save_condition_bars
 from fewshot_cam.cli import ablate
 from fewshot_cam.cli.common import pick_device
 from fewshot_cam.errors import UserError
+from fewshot_cam.io import write_json
 
 
 def parse(argv: list[str]) -> tuple[dict[str, str], list[str]]:
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError("the models were evaluated on different episodes (their data settings differ)")
     print(format_ablation(records))
     if args.json:
-        print(f"wrote {write_json(args.json, {'models': records})}")
+        print(f"wrote {write_json(args.json, {'models': records}, 'fewshot-cam-ablation-models/1')}")
     if args.plot:
         ways = next(iter(records.values()))["ways"]
         print(f"wrote {save_condition_bars(args.plot, records, 100.0 / ways)}")

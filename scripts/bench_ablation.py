@@ -8,7 +8,8 @@ Prints (1) the time of one feature extraction of all images, (2) the time of the
 filled copies embedded + all episodes of every condition) and their ratio (about 3 when the episode
 maths is cheap), and (3) Score-CAM's peak memory for each batch size: torch.cuda.max_memory_allocated on
 CUDA; on the CPU (Linux) the growth of the peak resident set (VmHWM) of a fresh process, since
-tracemalloc cannot see tensor memory and the allocator keeps freed memory resident. Random weights and random images with box masks: timings do not depend on what is drawn.
+tracemalloc cannot see tensor memory and the allocator keeps freed memory resident. Random weights and
+random images with box masks: timings do not depend on what is drawn.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def scorecam_peak(backbone: str, size: int, images: int, batch: int, device_name
 
 def proc_status_mib(key: str) -> float:
     """A memory line of /proc/self/status (kB) in MiB."""
-    line = next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith(key + ":"))
+    line = next(s for s in Path("/proc/self/status").read_text().splitlines() if s.startswith(key + ":"))
     return int(line.split()[1]) / 1024
 
 

@@ -34,7 +34,9 @@ def write_world(root: Path, classes: int, files: int, per_class: int) -> None:
         (root / "train" / wnid).mkdir(parents=True)
         for k in range(1, files + 1):
             w, h = int(rng.integers(400, 520)), int(rng.integers(300, 400))
-            image = Image.fromarray(rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)).resize((w, h), Image.Resampling.BICUBIC)
+            image = Image.fromarray(rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)).resize(
+                (w, h), Image.Resampling.BICUBIC
+            )
             image.save(root / "train" / wnid / f"{wnid}_{k * 7}.JPEG", quality=90)
             if k <= per_class:
                 small = image.resize((84, 84), Image.Resampling.BOX)
@@ -79,8 +81,11 @@ def main() -> None:
             assert cli(argv) == 0
             seconds = time.perf_counter() - start
             full = seconds / decoded * (FULL_FILES if layout == "pkl" else 100 * 600)
-            print(f"{layout}: {seconds:.2f} s for {decoded} decoded ImageNet files ({1e3 * seconds / decoded:.2f} ms/file); "
-                  f"extrapolated to miniImageNet's 100 classes: {full / 60:.1f} min")
+            print(
+                f"{layout}: {seconds:.2f} s for {decoded} decoded ImageNet files "
+                f"({1e3 * seconds / decoded:.2f} ms/file); "
+                f"extrapolated to miniImageNet's 100 classes: {full / 60:.1f} min"
+            )
 
 
 if __name__ == "__main__":

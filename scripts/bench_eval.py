@@ -24,7 +24,7 @@ import torch
 from fewshot_cam.cli.common import pick_device
 from fewshot_cam.data.episodes import make_episodes
 from fewshot_cam.data.split import Split
-from fewshot_cam.evaluation.episodic import check_methods, evaluate_chunk, evaluate_episodes
+from fewshot_cam.fewshot.episodic import check_methods, evaluate_chunk, evaluate_episodes
 from fewshot_cam.models.factory import ModelConfig, build_model
 from fewshot_cam.models.features import extract_features
 

@@ -23,9 +23,11 @@ from fewshot_cam.cli.common import add_device_argument, pick_device
 from fewshot_cam.losses.camloss import LossConfig
 from fewshot_cam.models.factory import ModelConfig, build_model
 from fewshot_cam.training.augment import AugmentConfig
-from fewshot_cam.training.loop import EpochInputs, autocast_for, make_batch, train_step
+from fewshot_cam.training.loop import train_step
 from fewshot_cam.training.objectives import FeaturesAndHead, Objective
 from fewshot_cam.training.optim import OptimConfig, build_optimizer, build_scheduler
+from fewshot_cam.training.runner import autocast_for
+from fewshot_cam.training.state import EpochInputs, make_batch
 
 LOSSES = {"ce": LossConfig(loss="ce"), "camloss": LossConfig(loss="camloss", alpha=1.0, warmup_epochs=0)}
 
@@ -112,7 +114,8 @@ def main() -> None:
     torch.backends.cudnn.benchmark = True
     amp = device.type == "cuda" and not args.no_amp
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"device {device} ({name}); bf16 autocast {'on' if amp else 'off'}; compile {'on' if args.compile else 'off'}; "
+    print(f"device {device} ({name}); bf16 autocast {'on' if amp else 'off'}; "
+          f"compile {'on' if args.compile else 'off'}; "
           f"median of {args.steps} interleaved steps after {args.warmup} warm-up")
     for backbone in args.backbones.split(","):
         bench_backbone(backbone.strip(), args, device)

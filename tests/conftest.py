@@ -41,10 +41,10 @@ def interrupt_pretrain(monkeypatch):
     real = pretrain.train_one_epoch
 
     def patch(epoch: int | None) -> None:
-        def interrupted(*args, **kwargs):
-            if args[6] == epoch:  # train_one_epoch's epoch argument
+        def interrupted(state, objective, at, autocast):
+            if at == epoch:
                 raise KeyboardInterrupt
-            return real(*args, **kwargs)
+            return real(state, objective, at, autocast)
 
         monkeypatch.setattr(pretrain, "train_one_epoch", real if epoch is None else interrupted)
 

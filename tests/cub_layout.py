@@ -67,7 +67,9 @@ def random_pictures(n_classes: int, per_class: int, seed: int = 0) -> list[Pictu
             alpha = seg[..., None] / 255.0
             image = alpha * fg + (1 - alpha) * bg + rng.integers(-15, 15, (h, w, 3))
             box = (round(cx - rx, 1), round(cy - ry, 1), round(2 * rx, 1), round(2 * ry, 1))
-            pictures.append(Picture(folder, f"Bird_{c}_{i:04d}_{100 + i}", image.clip(0, 255).astype(np.uint8), box, seg))
+            pictures.append(
+                Picture(folder, f"Bird_{c}_{i:04d}_{100 + i}", image.clip(0, 255).astype(np.uint8), box, seg)
+            )
     return pictures
 
 

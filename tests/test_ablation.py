@@ -128,7 +128,7 @@ def test_blur_is_a_gaussian_blur_and_masks_must_match_the_images(split):
     images = torch.from_numpy(split.images[:2])
     with pytest.raises(ValueError, match="do not match"):
         apply_condition(images, torch.ones(2, 4, 4, dtype=torch.bool), "foreground", "mean")
-    with pytest.raises(UserError, match="valid: mean, black, blur"):
+    with pytest.raises(UserError, match="choose from mean, black, blur"):
         apply_condition(images, torch.from_numpy(split.masks[:2]), "foreground", "noise")
 
 

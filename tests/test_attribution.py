@@ -28,7 +28,7 @@ from fewshot_cam.analysis.gradcam import gradcam_plus_plus
 from fewshot_cam.analysis.hooks import capture_activations
 from fewshot_cam.analysis.scorecam import channel_masks, scorecam
 from fewshot_cam.errors import UserError
-from fewshot_cam.losses.prototypical import protonet_logits
+from fewshot_cam.fewshot.protonet import protonet_logits
 from fewshot_cam.models.backbones import build_backbone
 from fewshot_cam.models.classifier import FewShotClassifier, LinearHead
 
@@ -232,7 +232,7 @@ def test_default_target_is_top1_and_unknown_method_raises(model, images):
     scorer = classifier_scorer(model)
     top = model(images).argmax(1)
     assert torch.equal(attribute("gradcam", scorer, images), attribute("gradcam", scorer, images, top))
-    with pytest.raises(UserError, match="valid: cam, gradcam"):
+    with pytest.raises(UserError, match="choose from cam, gradcam"):
         attribute("lime", scorer, images)
 
 

@@ -46,7 +46,8 @@ def test_jitter_matches_torchvision_per_image(images):
     b, c, s = (torch.rand(len(x), generator=gen(i)) * 1.6 + 0.2 for i in (1, 2, 3))
     ours = color_jitter(x, b, c, s)
     for i in range(len(x)):  # oracle: torchvision's functional ops, one image at a time
-        ref = TF.adjust_saturation(TF.adjust_contrast(TF.adjust_brightness(x[i], b[i].item()), c[i].item()), s[i].item())
+        bright = TF.adjust_brightness(x[i], b[i].item())
+        ref = TF.adjust_saturation(TF.adjust_contrast(bright, c[i].item()), s[i].item())
         torch.testing.assert_close(ours[i], ref, atol=1e-5, rtol=0)
 
 

@@ -36,7 +36,11 @@ def boxes_of(wnid: str, number: int, w: int, h: int) -> list[tuple] | None:
     if number == 10:
         return [("n09999999", 0, 0, w // 2, h // 2)]  # only another class's box: no mask
     if number == 2:  # two own boxes and a foreign one
-        return [(wnid, w // 8, h // 8, w // 3, h // 2), (wnid, w // 2, h // 3, w - 1, h - 1), ("n09999999", 0, 0, w - 1, 5)]
+        return [
+            (wnid, w // 8, h // 8, w // 3, h // 2),
+            (wnid, w // 2, h // 3, w - 1, h - 1),
+            ("n09999999", 0, 0, w - 1, 5),
+        ]
     return [(wnid, w // 5 + (wnid == B), h // 4, 3 * w // 4, 2 * h // 3)]
 
 
@@ -53,7 +57,9 @@ def oracle(annotation: list[tuple] | None, wnid: str, w: int, h: int, s: int) ->
 
 
 def smooth(rng, w: int, h: int) -> np.ndarray:
-    return np.asarray(Image.fromarray(rng.integers(0, 256, (5, 5, 3), dtype=np.uint8)).resize((w, h), Image.Resampling.BICUBIC))
+    return np.asarray(
+        Image.fromarray(rng.integers(0, 256, (5, 5, 3), dtype=np.uint8)).resize((w, h), Image.Resampling.BICUBIC)
+    )
 
 
 def squash(image: np.ndarray) -> np.ndarray:
@@ -126,7 +132,9 @@ def write_ravi(tmp: Path, originals: dict, name: str = "mini") -> Path:
     rows = [["filename", "label"]]
     for wnid, ks in RAVI.items():
         for k in ks:
-            Image.fromarray(squash(originals[(wnid, NUMBERS[k - 1])])).save(root / "images" / f"{wnid}{k:08d}.jpg", quality=95)
+            Image.fromarray(squash(originals[(wnid, NUMBERS[k - 1])])).save(
+                root / "images" / f"{wnid}{k:08d}.jpg", quality=95
+            )
             rows.append([f"{wnid}{k:08d}.jpg", wnid])
     with open(root / "test.csv", "w", newline="") as f:
         csv.writer(f).writerows(rows)

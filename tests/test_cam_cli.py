@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import asdict
 
 import numpy as np
@@ -33,7 +32,8 @@ def write_imagefolder(root, with_masks: bool) -> None:
             Image.fromarray(image.clip(0, 255).astype(np.uint8)).save(folder / f"{i:02d}.png")
             if with_masks:
                 (root / "masks" / "test" / f"class{c}").mkdir(parents=True, exist_ok=True)
-                Image.fromarray(mask.astype(np.uint8) * 255).save(root / "masks" / "test" / f"class{c}" / f"{i:02d}.png")
+                mask_png = root / "masks" / "test" / f"class{c}" / f"{i:02d}.png"
+                Image.fromarray(mask.astype(np.uint8) * 255).save(mask_png)
 
 
 @pytest.fixture(scope="module")

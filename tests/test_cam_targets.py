@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+from test_cam_cli import setup  # noqa: F401  (the tiny imagefolder and checkpoints)
 
 from fewshot_cam.analysis.attribution import upsample_normalize
 from fewshot_cam.analysis.cam_targets import build_target, default_target, support_rows, targeted_maps
@@ -18,8 +19,6 @@ from fewshot_cam.data.transforms import to_float
 from fewshot_cam.errors import UserError
 from fewshot_cam.models.backbones import build_backbone
 from fewshot_cam.models.classifier import FewShotClassifier, LinearHead
-
-from test_cam_cli import setup  # noqa: F401  (the tiny imagefolder and checkpoints)
 
 
 @pytest.fixture(scope="module")

@@ -5,10 +5,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-import fewshot_cam.io
 import torch
 
+import fewshot_cam.io
 from fewshot_cam.config import to_dict
 from fewshot_cam.errors import UserError
 from fewshot_cam.models import checkpoint

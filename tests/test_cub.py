@@ -7,9 +7,9 @@ import shutil
 
 import numpy as np
 import pytest
+from cub_layout import Picture, write_layout, write_tiny_cub
 from PIL import Image
 
-from cub_layout import Picture, write_layout, write_tiny_cub
 from fewshot_cam.data.cub import pixel_box
 from fewshot_cam.data.cub_splits import closerlook_classes
 from fewshot_cam.data.datasets import class_sizes, detect_layout, load_split
@@ -149,7 +149,9 @@ def test_split_files_json_and_csv_choose_the_classes(tmp_path, tiny):
         d.mkdir()
     elsewhere = [f"/home/someone/data/CUB_200_2011/images/{rel}" for rel in mine[::-1]]  # another machine's, shuffled
     for name in ("base", "val", "novel"):
-        closerlook_json(json_dir / f"{name}.json", folders, elsewhere, [folders.index(r.split("/")[0]) for r in mine[::-1]])
+        closerlook_json(
+            json_dir / f"{name}.json", folders, elsewhere, [folders.index(r.split("/")[0]) for r in mine[::-1]]
+        )
     (csv_dir / "test.csv").write_text("filename,label\n" + "".join(f"{r.split('/')[1]},bird{r[:3]}\n" for r in mine))
     from_json = load_split("cub", tiny, "val", 16, {"splits": str(json_dir)})
     assert from_json.class_names == ("001.Bird_A", "002.Bird_B") and from_json.class_sizes() == [4, 4]
@@ -180,7 +182,9 @@ def test_filelist_dataset_resolves_stored_paths_against_the_root(tmp_path, tiny)
         want = load_split("cub", tiny, split, 16)
         assert got.class_names == want.class_names and np.array_equal(got.images, want.images)
         assert got.masks is None
-    with pytest.raises(UserError, match=r"image '/gone/x/CUB_200_2011/images/001.Bird_A/Bird_0_0000_100.jpg' not found"):
+    with pytest.raises(
+        UserError, match=r"image '/gone/x/CUB_200_2011/images/001.Bird_A/Bird_0_0000_100.jpg' not found"
+    ):
         load_split("filelist", lists, "train", 16)  # --root lists/ holds no images
     closerlook_json(lists / "base.json", labels, stored[:1], [len(labels)])
     with pytest.raises(UserError, match=r"base.json: image_labels\[0\] = 12 is not an index"):

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cub_layout import write_tiny_cub
 from PIL import Image
 
-from cub_layout import write_tiny_cub
 from fewshot_cam.analysis.cam_pictures import localization_summary, model_maps, sample_rows
 from fewshot_cam.data.datasets import load_split
 from fewshot_cam.data.episodes import load_episode_file
@@ -47,8 +47,25 @@ def test_cross_domain_eval_on_cub_test(cli, setup, decoded_cache_dir):
     code, out, err = cli("episodes", "make", "--dataset", "cub", "--root", tmp / "cub", "--split", "test",
                          *SETTING, "--n", "6", "--image-size", "16", "--out", episodes)
     assert code == 0, err
-    code, out, err = cli("eval", "--checkpoint", ckpt, "--dataset", "cub", "--root", tmp / "cub", "--split", "test",
-                         "--episode-file", episodes, "--methods", "protonet", "--device", "cpu", "--json", tmp / "e.json")
+    code, out, err = cli(
+        "eval",
+        "--checkpoint",
+        ckpt,
+        "--dataset",
+        "cub",
+        "--root",
+        tmp / "cub",
+        "--split",
+        "test",
+        "--episode-file",
+        episodes,
+        "--methods",
+        "protonet",
+        "--device",
+        "cpu",
+        "--json",
+        tmp / "e.json",
+    )
     assert code == 0, err
     result = json.loads((tmp / "e.json").read_text())
     assert result["dataset"] == "cub" and result["split"] == "test" and result["n_episodes"] == 6

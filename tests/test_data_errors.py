@@ -57,7 +57,8 @@ def bad(tmp_path_factory):
     images[3] = images[3][: len(images[3]) // 2]
     (root / "train_images_png.pkl").write_bytes(pickle.dumps(images))
     (root / "train_labels.pkl").write_bytes(pickle.dumps({"label_specific": np.array([0, 0, 1, 1])}))
-    cases["truncated png in pickle"] = ("tiered-imagenet", root.parent, "train", f"{root / 'train_images_png.pkl'} [image 3]")
+    where = f"{root / 'train_images_png.pkl'} [image 3]"
+    cases["truncated png in pickle"] = ("tiered-imagenet", root.parent, "train", where)
 
     root = base / "folder"
     (root / "train" / "cat").mkdir(parents=True)

@@ -21,7 +21,7 @@ from PIL import Image
 from fewshot_cam.data import cache
 from fewshot_cam.data.checks import check_masks
 from fewshot_cam.data.datasets import load_split
-from fewshot_cam.data.episodes import make_episodes, save_episode_file, load_episode_file
+from fewshot_cam.data.episodes import load_episode_file, make_episodes, save_episode_file
 from fewshot_cam.data.safe_pickle import safe_load, safe_loads
 from fewshot_cam.errors import UserError
 
@@ -217,7 +217,9 @@ def test_zero_size_and_empty_images(tmp_path):
     folder = tmp_path / "tiered" / "tiered-imagenet"
     dump([b""], folder / "train_images_png.pkl")
     dump({"label_specific": [0]}, folder / "train_labels.pkl")
-    raises([folder / "train_images_png.pkl", "[image 0]", "0 bytes"], load_split, "tiered-imagenet", folder.parent, "train")
+    raises(
+        [folder / "train_images_png.pkl", "[image 0]", "0 bytes"], load_split, "tiered-imagenet", folder.parent, "train"
+    )
 
 
 @pytest.mark.parametrize("class_dict, expected", [
@@ -244,14 +246,21 @@ def csv_root(tmp_path, text: bytes):
     return tmp_path / "train.csv"
 
 
-@pytest.mark.parametrize("text, expected", [
-    (b"filename,label\na1.jpg,a\na2.jpg,a\na1.jpg,a\n", "line 4: a1.jpg already on line 2 (duplicate row)"),
-    (b"filename,label\na1.jpg,a\nb1.jpg,b\na1.jpg,b\n", "line 4: a1.jpg already on line 2 (shared by classes 'a' and 'b')"),
-    (b"filename,label\na1.jpg,\n", "line 2: empty label"),
-    (b"filename,label\n", "split 'train' lists no images"),
-    (b"filename,label\na1.jpg,\"" + b"a" * 200_000 + b"\"\n", "not a csv file (field larger than field limit"),
-    (b"filename,label\na1.jpg,a\nb1.jpg,\xe9t\xe9\n", "not UTF-8 text: byte 0xe9 at offset 31 (line 3)"),
-], ids=["duplicate row", "shared row", "empty label", "no rows", "huge field", "not utf-8"])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (b"filename,label\na1.jpg,a\na2.jpg,a\na1.jpg,a\n", "line 4: a1.jpg already on line 2 (duplicate row)"),
+        (
+            b"filename,label\na1.jpg,a\nb1.jpg,b\na1.jpg,b\n",
+            "line 4: a1.jpg already on line 2 (shared by classes 'a' and 'b')",
+        ),
+        (b"filename,label\na1.jpg,\n", "line 2: empty label"),
+        (b"filename,label\n", "split 'train' lists no images"),
+        (b'filename,label\na1.jpg,"' + b"a" * 200_000 + b'"\n', "not a csv file (field larger than field limit"),
+        (b"filename,label\na1.jpg,a\nb1.jpg,\xe9t\xe9\n", "not UTF-8 text: byte 0xe9 at offset 31 (line 3)"),
+    ],
+    ids=["duplicate row", "shared row", "empty label", "no rows", "huge field", "not utf-8"],
+)
 def test_bad_csv(tmp_path, text, expected):
     path = csv_root(tmp_path, text)
     raises([path, expected], load_split, "mini-imagenet", tmp_path, "train", image_size=8)
@@ -290,22 +299,39 @@ def _edit(record, key, value):
         record[key] = value
 
 
-@pytest.mark.parametrize("key, value, expected", [
-    ("episode_images", lambda r: r["episode_images"][2][1].__setitem__(2, r["episode_images"][2][1][0]),
-     "episode 2 uses an image twice"),
-    ("episode_classes", lambda r: r["episode_classes"][3].__setitem__(1, r["episode_classes"][3][0]),
-     "episode 3 uses a class twice"),
-    ("episode_images", lambda r: r["episode_images"][1][0].__setitem__(0, 1.5), "must hold integers"),
-    ("episode_classes", lambda r: r["episode_classes"][0].__setitem__(0, 99), "episode 0 names class index 99"),
-    ("episode_images", lambda r: r["episode_images"][1][0].__setitem__(0, 10 ** 6), "episode 1 has an image index beyond"),
-    ("episode_images", lambda r: r["episode_images"][0][0].__setitem__(0, -1), "episode 0 has a negative image index"),
-    ("ways", 3.0, "ways must be a whole number >= 1, found 3.0"),
-    ("shots", 0, "shots must be a whole number >= 1, found 0"),
-    ("n", True, "n must be a whole number >= 1, found True"),
-    ("seed", "1", "seed must be a whole number or null"),
-    ("classes", lambda r: r["classes"].__setitem__(1, r["classes"][0]), "is listed twice"),
-    ("episode_images", lambda r: r["episode_images"][0].__setitem__(0, [0]), "not a rectangular array"),
-])
+@pytest.mark.parametrize(
+    "key, value, expected",
+    [
+        (
+            "episode_images",
+            lambda r: r["episode_images"][2][1].__setitem__(2, r["episode_images"][2][1][0]),
+            "episode 2 uses an image twice",
+        ),
+        (
+            "episode_classes",
+            lambda r: r["episode_classes"][3].__setitem__(1, r["episode_classes"][3][0]),
+            "episode 3 uses a class twice",
+        ),
+        ("episode_images", lambda r: r["episode_images"][1][0].__setitem__(0, 1.5), "must hold integers"),
+        ("episode_classes", lambda r: r["episode_classes"][0].__setitem__(0, 99), "episode 0 names class index 99"),
+        (
+            "episode_images",
+            lambda r: r["episode_images"][1][0].__setitem__(0, 10**6),
+            "episode 1 has an image index beyond",
+        ),
+        (
+            "episode_images",
+            lambda r: r["episode_images"][0][0].__setitem__(0, -1),
+            "episode 0 has a negative image index",
+        ),
+        ("ways", 3.0, "ways must be a whole number >= 1, found 3.0"),
+        ("shots", 0, "shots must be a whole number >= 1, found 0"),
+        ("n", True, "n must be a whole number >= 1, found True"),
+        ("seed", "1", "seed must be a whole number or null"),
+        ("classes", lambda r: r["classes"].__setitem__(1, r["classes"][0]), "is listed twice"),
+        ("episode_images", lambda r: r["episode_images"][0].__setitem__(0, [0]), "not a rectangular array"),
+    ],
+)
 def test_bad_episode_file(episode_file, key, value, expected):
     split, path, record = episode_file
     _edit(record, key, value)
@@ -395,7 +421,10 @@ def test_data_info_on_a_malicious_pickle(cli, tmp_path):
 
 def test_data_show_to_an_unwritable_place(cli, tmp_path):
     (tmp_path / "file").write_text("")
-    for out, expected in [(tmp_path / "file" / "g.png", "cannot write here"), (tmp_path / "g.xyz", "unknown picture format")]:
+    for out, expected in [
+        (tmp_path / "file" / "g.png", "cannot write here"),
+        (tmp_path / "g.xyz", "unknown picture format"),
+    ]:
         code, _, err = cli("data", "show", "--dataset", "synthetic", "--split", "test", "--out", out)
         assert code == 2 and err.count("\n") == 1 and expected in err and str(out) in err
 

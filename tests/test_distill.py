@@ -16,11 +16,11 @@ from fewshot_cam.losses.distill import (
     ccm_loss,
     distill_loss,
     kd_loss,
-    load_teacher,
     teacher_outputs,
 )
 from fewshot_cam.models.checkpoint import save_checkpoint
 from fewshot_cam.models.factory import ModelConfig, build_model
+from fewshot_cam.training.pretrain import load_teacher
 
 K = 5
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,7 +13,6 @@ from fewshot_cam.config import load_config
 from fewshot_cam.errors import UserError
 from fewshot_cam.losses.distill import DistillConfig, TeacherOutput, distill_loss, kd_loss, zk_at_loss
 from fewshot_cam.training.config import PretrainConfig
-from pathlib import Path
 
 CONFIGS = Path(__file__).parent.parent / "configs"
 

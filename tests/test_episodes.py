@@ -66,7 +66,7 @@ def test_plain_loop_oracle_and_stream_properties():
         expected.append(episode)
     sampler = EpisodeSampler(split, ways, shots, queries, seed=5)
     got = torch.cat([sampler.sample(4), sampler.sample(0), sampler.sample(16)])
-    got = torch.cat([got, torch.stack([next(iter(sampler)) for _ in range(10)])])
+    got = torch.cat([got, torch.stack([torch.tensor(next(iter(sampler))).view(ways, -1) for _ in range(10)])])
     assert torch.equal(got, torch.tensor(expected))
     chunked = EpisodeSampler(split, ways, shots, queries, seed=5).sample_within(30, chunk=7)
     whole = EpisodeSampler(split, ways, shots, queries, seed=5).sample_within(30)
@@ -215,3 +215,35 @@ def test_cli_make_info_and_errors(tmp_path, cli):
     (tmp_path / "bad.json").write_text("[]")
     code, _, stderr = cli("episodes", "info", tmp_path / "bad.json")
     assert code == 2 and stderr.count("\n") == 1 and "not an episode file" in stderr
+
+
+def test_sampler_from_labels_feeds_a_dataloader():
+    """Labels in any order (as ImageFolder.targets after shuffling files): every batch is one episode whose
+    row n holds K+Q distinct images of one class, N distinct classes, as many batches as ``episodes``."""
+    rng = np.random.default_rng(0)
+    labels = rng.permutation(np.repeat([3, 7, 11, 20, 42], [6, 9, 7, 8, 6]))  # 5 classes, shuffled order
+    dataset = torch.utils.data.TensorDataset(torch.arange(len(labels)), torch.from_numpy(labels))
+    sampler = EpisodeSampler.from_labels(labels.tolist(), ways=3, shots=2, queries=3, seed=1, episodes=7)
+    assert isinstance(sampler, torch.utils.data.Sampler) and len(sampler) == 7
+    loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler)
+    batches = list(loader)
+    assert len(batches) == 7
+    seen = set()
+    for index, y in batches:
+        rows = y.view(3, 5)
+        assert (rows == rows[:, :1]).all() and len(set(rows[:, 0].tolist())) == 3  # one class per row
+        assert len(set(index.tolist())) == 15  # distinct images
+        assert np.array_equal(labels[index.numpy()], y.numpy())
+        seen.update(rows[:, 0].tolist())
+    assert seen <= {3, 7, 11, 20, 42} and len(seen) > 3
+    again = [b[0] for b in torch.utils.data.DataLoader(dataset, batch_sampler=EpisodeSampler.from_labels(
+        labels, 3, 2, 3, seed=1, episodes=7))]
+    assert all(torch.equal(a[0], b) for a, b in zip(batches, again))  # seeded
+
+
+def test_sampler_without_episodes_is_endless_and_has_no_length():
+    sampler = EpisodeSampler([5, 5, 5], 2, 1, 1)
+    with pytest.raises(TypeError, match="endless"):
+        len(sampler)
+    it = iter(sampler)
+    assert all(len(next(it)) == 4 for _ in range(50))

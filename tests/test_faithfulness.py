@@ -10,11 +10,10 @@ from pytorch_grad_cam.metrics.cam_mult_image import DropInConfidence, IncreaseIn
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
 from scipy.ndimage import gaussian_filter
 from scipy.signal import convolve2d
+from test_attribution import model  # noqa: F401  (the tiny model with non-trivial BatchNorm statistics)
 
 from fewshot_cam.analysis.attribution import attribute, classifier_scorer
 from fewshot_cam.analysis.faithfulness import Faithfulness, auc, confidence_change, perturbation_curves, rise_blur
-
-from test_attribution import model  # noqa: F401  (the tiny model with non-trivial BatchNorm statistics)
 
 
 @pytest.fixture(scope="module")

@@ -51,9 +51,29 @@ def test_rfs_style_cosine_run_end_to_end(tmp_path, cli):
     last.pt and reports Baseline++ (a cosine-pretrained checkpoint)."""
     tiny = Path(__file__).parent.parent / "configs" / "synthetic-tiny-ce.yaml"
     out = tmp_path / "run"
-    code, stdout, _ = cli("pretrain", "--config", tiny, "--head", "cosine", "--epochs", 1, "--out", out,
-                          "--set", "augment.crop=pad", "--set", "augment.padding=2", "--set", "augment.jitter_order=random",
-                          "--set", "train.select=last", "--set", "model.normalization=rfs", "--set", "val.episodes=5")
+    code, stdout, _ = cli(
+        "pretrain",
+        "--config",
+        tiny,
+        "--head",
+        "cosine",
+        "--epochs",
+        1,
+        "--out",
+        out,
+        "--set",
+        "augment.crop=pad",
+        "--set",
+        "augment.padding=2",
+        "--set",
+        "augment.jitter_order=random",
+        "--set",
+        "train.select=last",
+        "--set",
+        "model.normalization=rfs",
+        "--set",
+        "val.episodes=5",
+    )
     assert code == 0 and "final model last.pt" in stdout
     result = tmp_path / "r.json"
     code, stdout, _ = cli("eval", "--checkpoint", out, "--ways", 3, "--shots", 1, "--queries", 2, "--episodes", 2,

@@ -7,11 +7,11 @@ import pytest
 import torch
 import torch.nn as nn
 
+from fewshot_cam.errors import UserError
 from fewshot_cam.models.backbones import build_backbone
 from fewshot_cam.models.cam import class_activation_maps
 from fewshot_cam.models.classifier import NORMALIZATIONS, CosineHead
 from fewshot_cam.models.factory import ModelConfig, build_model
-from fewshot_cam.errors import UserError
 
 
 def dist_linear(v: torch.Tensor, g: torch.Tensor, scale: float, f: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Data flows one way: data -> models -> losses -> training -> evaluation -> analysis -> cli -> bench.
+"""Data flows one way: data -> fewshot -> models -> losses -> training -> evaluation -> analysis -> cli -> bench.
 
 Each module may import its own stage, earlier stages and the stage-free helpers; never a later stage.
 """
@@ -7,7 +7,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).parent.parent / "fewshot_cam"
-ORDER = ["data", "models", "losses", "training", "evaluation", "analysis", "cli", "bench"]
+ORDER = ["data", "fewshot", "models", "losses", "training", "evaluation", "analysis", "cli", "bench"]
 HELPERS = {"errors", "config", "stats", "progress", "io", "registry", "learn2learn_adapter", "__init__", "__main__"}
 
 

@@ -128,7 +128,9 @@ def partial_mask_file(setup):
     """Box masks for the images 0, 2, 4 of each class only."""
     split = load_split("imagefolder", setup / "data", "test", SIZE)
     has = np.arange(len(split.images)) % PER_CLASS % 2 == 0
-    return write_mask_file(setup / "partial.npz", split, boxes_from_masks(split.masks), has, ["x"] * len(has), "box"), split
+    return write_mask_file(
+        setup / "partial.npz", split, boxes_from_masks(split.masks), has, ["x"] * len(has), "box"
+    ), split
 
 
 def test_ablate_with_a_mask_file_draws_only_annotated_images(cli, setup, capsys):

@@ -19,7 +19,12 @@ from fewshot_cam.models.factory import ModelConfig, build_model
 from fewshot_cam.training import metatrain
 from fewshot_cam.training.config import DataConfig
 from fewshot_cam.training.metatrain import (
-    SAMPLERS, MetaTrainConfig, episodic_loss, epoch_episodes, meta_step, resolve_config,
+    SAMPLERS,
+    MetaTrainConfig,
+    episodic_loss,
+    epoch_episodes,
+    meta_step,
+    resolve_config,
 )
 from fewshot_cam.training.optim import OptimConfig, build_optimizer, build_scheduler
 from fewshot_cam.training.run_dir import read_metrics

@@ -48,7 +48,7 @@ def test_resnet18_is_torchvision_without_pool_and_fc():
 
 
 def test_backbone_options_are_checked():
-    with pytest.raises(UserError, match="resnet13.*valid"):
+    with pytest.raises(UserError, match="resnet13.*choose from"):
         build_backbone("resnet13")
     with pytest.raises(UserError, match="conv4.*drop_block"):
         build_model(ModelConfig(backbone="conv4", drop_block=True), 5)

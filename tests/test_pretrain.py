@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from argparse import Namespace
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -17,7 +19,7 @@ from fewshot_cam.training import loop, objectives
 from fewshot_cam.training.config import PretrainConfig
 from fewshot_cam.training.optim import OptimConfig, build_scheduler
 from fewshot_cam.training.run_dir import read_metrics
-from fewshot_cam.training.validation import protonet_accuracy, sample_episodes, validate
+from fewshot_cam.training.validation import ValConfig, sample_episodes, validate
 
 CONFIGS = Path(__file__).parent.parent / "configs"
 TINY = CONFIGS / "synthetic-tiny-camloss.yaml"
@@ -124,7 +126,8 @@ def test_precedence_defaults_file_flags_set(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("optim:\n  epochs: 7\n  lr: 1.0e-3\nmodel:\n  backbone: tiny\n")
     args = Namespace(config=str(path), overrides=["optim.lr=0.2"], dataset=None, root=None, image_size=None,
-                     backbone=None, head=None, loss=None, teacher=None, distill=None, epochs=3, batch_size=None, lr=0.1, out=None, device=None, seed=None)
+                     backbone=None, head=None, loss=None, teacher=None, distill=None, epochs=3, batch_size=None,
+                     lr=0.1, out=None, device=None, seed=None)
     cfg = resolve_config(args)
     assert (cfg.optim.epochs, cfg.optim.lr, cfg.model.backbone, cfg.optim.momentum) == (3, 0.2, "tiny", 0.9)
 
@@ -163,18 +166,23 @@ def test_per_step_schedule_matches_torch_schedulers(schedule):
             ref_opt.step(), ref.step()
 
 
-def test_protonet_accuracy_matches_a_plain_loop():
+def test_validation_accuracy_matches_a_plain_loop(monkeypatch):
+    from fewshot_cam.training import validation
+
     g = torch.Generator().manual_seed(0)
     features = torch.randn(40, 8, generator=g)
     episodes = torch.randperm(40, generator=g)[:36].view(3, 4, 3)  # 3 episodes, 4-way, 1 shot + 2 queries
-    ours = protonet_accuracy(features, episodes, shots=1, chunk=2)
+    monkeypatch.setattr(validation, "extract_features", lambda model, images, batch_size: features)
+    interval = validate(None, SimpleNamespace(images=None), episodes, ValConfig(shots=1))
+    expected = []
     for e in range(3):
         correct = 0
         for n in range(4):
             for q in episodes[e, n, 1:]:
                 dists = [((features[q] - features[episodes[e, m, 0]]) ** 2).sum() for m in range(4)]
                 correct += int(torch.stack(dists).argmin() == n)
-        assert ours[e] == pytest.approx(100 * correct / 8)
+        expected.append(100 * correct / 8)
+    assert interval.mean == pytest.approx(np.mean(expected)) and interval.n == 3
 
 
 def test_epoch_batches_are_a_seeded_permutation():

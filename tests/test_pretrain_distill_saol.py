@@ -50,7 +50,8 @@ def teacher_path(tmp_path_factory):
 
 @pytest.mark.parametrize("name, head, mode", [
     ("synthetic-conv4-saol.yaml", "saol", "none"), ("synthetic-conv4-ccm.yaml", "linear", "ccm"),
-    ("mini-imagenet-resnet12-saol.yaml", "saol", "none"), ("mini-imagenet-conv4-ccm-from-resnet12.yaml", "linear", "ccm"),
+    ("mini-imagenet-resnet12-saol.yaml", "saol", "none"),
+    ("mini-imagenet-conv4-ccm-from-resnet12.yaml", "linear", "ccm"),
 ])
 def test_distill_and_saol_configs_load(name, head, mode):
     cfg = load_config(PretrainConfig, CONFIGS / name)
@@ -61,8 +62,14 @@ def test_distill_and_saol_configs_load(name, head, mode):
 def test_saol_run_logs_its_parts_and_saves_a_saol_model(saol_run):
     records = read_metrics(saol_run / "metrics.jsonl")
     saved = load_config(PretrainConfig, saol_run / "config.yaml").saol
-    weights = {"self_distill": saved.self_distill, "aux_ce": saved.aux_ce, "cutmix_ce": saved.cutmix_ce, "spatial_ce": saved.spatial_ce,
-               "paste": saved.paste, "consistency": saved.consistency}
+    weights = {
+        "self_distill": saved.self_distill,
+        "aux_ce": saved.aux_ce,
+        "cutmix_ce": saved.cutmix_ce,
+        "spatial_ce": saved.spatial_ce,
+        "paste": saved.paste,
+        "consistency": saved.consistency,
+    }
     assert set(weights) == set(SAOL_PARTS)
     for r in records:
         assert all(r[k] > 0 for k in SAOL_PARTS)  # cutmix_prob 1: every step mixes

@@ -5,7 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from fewshot_cam.errors import UserError
-from fewshot_cam.losses.prototypical import protonet_logits, prototypes, prototypical_loss
+from fewshot_cam.fewshot.protonet import protonet_logits, prototypes
+from fewshot_cam.losses.prototypical import prototypical_loss
 
 E, N, K, Q, D = 3, 4, 2, 5, 6
 

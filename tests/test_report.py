@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import warnings
 from dataclasses import replace
 
 import numpy as np
@@ -42,8 +43,19 @@ def test_paired_comparison_matches_scipy():
 
 def test_identical_runs_give_p_one_without_warnings():
     a = np.linspace(10, 90, 30)
-    c = compare_paired(a, a)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning (scipy's zero-variance RuntimeWarning included) fails
+        c = compare_paired(a, a)
+        shifted = compare_paired(a + 5.0, a)  # constant non-zero difference: scipy would warn, we do not
     assert (c.mean_diff, c.ci95, c.t_pvalue, c.wilcoxon_pvalue) == (0.0, 0.0, 1.0, 1.0)
+    assert shifted.mean_diff == pytest.approx(5.0) and shifted.ci95 == pytest.approx(0.0, abs=1e-12)
+
+
+def test_scipy_does_warn_on_a_constant_difference():
+    """The inputs above can tell: without compare_paired's handling, scipy warns on them."""
+    a = np.linspace(10, 90, 30)
+    with pytest.warns(RuntimeWarning):
+        scipy.stats.ttest_rel(a + 5.0, a)
 
 
 def test_report_pairs_only_runs_on_the_same_episodes():
@@ -51,13 +63,13 @@ def test_report_pairs_only_runs_on_the_same_episodes():
     assert same_episodes(a, b) and not same_episodes(a, other)
     assert not same_episodes(a, replace(b, shots=5))
     report = build_report([("a", a), ("b", b), ("other", other)])
-    assert [(r[0], r[1], r[2]) for r in report.paired] == [("a", "b", "protonet"), ("a", "b", "logreg")]
+    assert [(r.run_a, r.run_b, r.method) for r in report.paired] == [("a", "b", "protonet"), ("a", "b", "logreg")]
     assert len(report.notes) == 2 and "other" in report.notes[0]
     row = report.paired[1]
     x, y = a.results[1].per_episode, b.results[1].per_episode
-    assert row[4] == pytest.approx(np.mean(np.subtract(x, y)))
-    assert row[7] == pytest.approx(scipy.stats.ttest_rel(x, y).pvalue)
-    assert row[8] == pytest.approx(scipy.stats.wilcoxon(np.subtract(x, y)).pvalue)
+    assert row.mean_diff == pytest.approx(np.mean(np.subtract(x, y)))
+    assert row.t_test_p == pytest.approx(scipy.stats.ttest_rel(x, y).pvalue)
+    assert row.wilcoxon_p == pytest.approx(scipy.stats.wilcoxon(np.subtract(x, y)).pvalue)
 
 
 def test_json_round_trip(tmp_path):

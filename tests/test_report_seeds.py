@@ -52,7 +52,9 @@ def test_seed_pairing_matches_ttest_rel_and_the_episode_level_pairs():
     d = np.subtract(ma, mb)
     low, high = scipy.stats.t.interval(0.95, 2, loc=d.mean(), scale=scipy.stats.sem(d))
     assert pair.seeds == (0, 1, 2)
-    assert pair.over_seeds.mean_diff == pytest.approx(d.mean()) and pair.over_seeds.ci95 == pytest.approx((high - low) / 2)
+    assert pair.over_seeds.mean_diff == pytest.approx(d.mean()) and pair.over_seeds.ci95 == pytest.approx(
+        (high - low) / 2
+    )
     assert pair.over_seeds.t_pvalue == pytest.approx(scipy.stats.ttest_rel(ma, mb).pvalue)
     x, y = result(1, 3.0).results[0].per_episode, result(1, 0.0).results[0].per_episode
     assert pair.per_seed[1].t_pvalue == pytest.approx(scipy.stats.ttest_rel(x, y).pvalue)
@@ -90,8 +92,26 @@ def seed_evals(tmp_path_factory):
     assert main(["episodes", "make", "--dataset", "synthetic", "--ways", "3", "--shots", "1", "--queries", "4",
                  "--n", "40", "--out", str(episodes)]) == 0
     for recipe in ("ce", "camloss"):
-        assert main(["pretrain", "--config", str(CONFIGS / f"synthetic-tiny-{recipe}.yaml"), "--epochs", "1",
-                     "--set", "val.every=0", "--set", "loss.warmup_epochs=0", "--out", str(root / recipe), "--seeds", "0,1,2"]) == 0
+        assert (
+            main(
+                [
+                    "pretrain",
+                    "--config",
+                    str(CONFIGS / f"synthetic-tiny-{recipe}.yaml"),
+                    "--epochs",
+                    "1",
+                    "--set",
+                    "val.every=0",
+                    "--set",
+                    "loss.warmup_epochs=0",
+                    "--out",
+                    str(root / recipe),
+                    "--seeds",
+                    "0,1,2",
+                ]
+            )
+            == 0
+        )
         for s in (0, 1, 2):
             run = root / recipe / f"seed{s}"
             assert main(["eval", "--checkpoint", str(run / "last.pt"), "--episode-file", str(episodes),

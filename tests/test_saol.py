@@ -69,7 +69,9 @@ def test_saol_output_eq2_on_a_hand_case():
     assert torch.allclose(y, torch.tensor([[0.5625, 0.4375]]), atol=1e-6)
     raw = SAOLRawLogitPSPHead.combine(None, spatial, attention)
     assert torch.allclose(raw, torch.tensor([[0.25 * math.log(3), 0.0]]), atol=1e-6)
-    assert F.cross_entropy(saol_output(spatial, attention), torch.tensor([1])).item() == pytest.approx(-math.log(0.4375))
+    assert F.cross_entropy(saol_output(spatial, attention), torch.tensor([1])).item() == pytest.approx(
+        -math.log(0.4375)
+    )
 
 
 def test_paper_head_over_stages_matches_eq2_loop():
@@ -81,7 +83,9 @@ def test_paper_head_over_stages_matches_eq2_loop():
     assert len(head.decoder.reduce) == 3 and out["spatial_logits"].shape == (2, K, 4, 4)
     assert torch.allclose(out["attention"].sum(dim=(1, 2)), torch.ones(2), atol=1e-6)
     assert out["attention"].std() > 0  # not uniform: the oracle is not trivial
-    assert torch.allclose(out["logits"].exp().double(), loop_saol_paper(out["spatial_logits"], out["attention"]), atol=1e-5)
+    assert torch.allclose(
+        out["logits"].exp().double(), loop_saol_paper(out["spatial_logits"], out["attention"]), atol=1e-5
+    )
     assert torch.equal(head(maps), out["logits"])
     assert torch.equal(head.class_maps(maps), out["spatial_logits"])
     assert torch.allclose(out["aux_logits"], maps[-1].mean(dim=(2, 3)) @ head.weight.T + head.fc.bias, atol=1e-5)

@@ -60,7 +60,7 @@ def test_maxboxacc_v2_by_hand_and_the_fixed_threshold_misses_it():
 
 def test_all_component_boxes_not_only_the_largest():
     """The bigger blob is the wrong one; the multi-contour box of the small one is exact."""
-    maps, mask = np.zeros((1, 8, 8)), box_mask(0, 0, 1, 1)[None]
+    maps = np.zeros((1, 8, 8))
     maps[0, :2, :2], maps[0, 4:, 4:] = 1.0, 0.9
     assert best_box_iou(maps, np.array([[0, 0, 1, 1]]))[0] == pytest.approx(np.ones(len(THRESHOLDS)))
 

@@ -15,39 +15,52 @@ episodes use are extracted once per condition, and all episodes then run batched
 from __future__ import annotations
 
 from dataclasses import asdict
+from typing import Callable
 
 import numpy as np
 import torch
 import torchvision.transforms.functional as TF
-from tqdm import tqdm
 
 from fewshot_cam.analysis.attribution import attribute_images, classifier_scorer
-from fewshot_cam.errors import UserError
-from fewshot_cam.evaluation.episodic import evaluate_episodes
 from fewshot_cam.evaluation.paired import compare_paired
 from fewshot_cam.evaluation.results import MethodResult
+from fewshot_cam.fewshot.episodic import evaluate_episodes
 from fewshot_cam.models.classifier import FewShotClassifier
 from fewshot_cam.models.features import extract_features, model_device
+from fewshot_cam.progress import progress as progress_bar
+from fewshot_cam.registry import Registry
 
-CONDITIONS = ("original", "foreground", "background")
-FILLS = ("mean", "black", "blur")
+# condition(masks (B, H, W) bool) -> the pixels kept (B, H, W) bool, or None for all of them
+CONDITIONS: Registry[Callable[[torch.Tensor], torch.Tensor | None]] = Registry("condition")
+CONDITIONS.register("original", lambda masks: None, help="the image as it is")
+CONDITIONS.register("foreground", lambda masks: masks, help="only the foreground kept")
+CONDITIONS.register("background", lambda masks: ~masks, help="only the background kept")
+
+# fill(x (B, 3, H, W) float) -> what replaces removed pixels (B, 3, H, W)
+FILLS: Registry[Callable[[torch.Tensor], torch.Tensor]] = Registry("fill")
+
+
+@FILLS.register("mean", help="each image's mean colour")
+def mean_fill(x: torch.Tensor) -> torch.Tensor:
+    return x.mean(dim=(2, 3), keepdim=True).expand_as(x)
+
+
+@FILLS.register("black", help="black")
+def black_fill(x: torch.Tensor) -> torch.Tensor:
+    return torch.zeros_like(x)
+
+
+@FILLS.register("blur", help="a heavy Gaussian blur (keeps the colours, removes shapes and texture)")
+def blur_fill(x: torch.Tensor) -> torch.Tensor:
+    """The largest odd kernel below the image size and sigma = size / 6."""
+    size = min(x.shape[-2:])
+    kernel = size - 1 if size % 2 == 0 else size - 2
+    return TF.gaussian_blur(x, kernel_size=max(kernel, 1), sigma=max(size / 6.0, 0.1))
 
 
 def filler(x: torch.Tensor, fill: str) -> torch.Tensor:
-    """What replaces removed pixels. x: (B, 3, H, W) float -> (B, 3, H, W).
-
-    "mean": each image's mean colour; "black": 0; "blur": a Gaussian blur with the largest odd kernel
-    below the image size and sigma = size / 6 (keeps the colours, removes shapes and texture).
-    """
-    if fill == "mean":
-        return x.mean(dim=(2, 3), keepdim=True).expand_as(x)
-    if fill == "black":
-        return torch.zeros_like(x)
-    if fill == "blur":
-        size = min(x.shape[-2:])
-        kernel = size - 1 if size % 2 == 0 else size - 2
-        return TF.gaussian_blur(x, kernel_size=max(kernel, 1), sigma=max(size / 6.0, 0.1))
-    raise UserError(f"unknown fill '{fill}' (valid: {', '.join(FILLS)})")
+    """What replaces removed pixels (the fill named ``fill`` of :data:`FILLS`). x: (B, 3, H, W) float."""
+    return FILLS.get(fill)(x)
 
 
 def apply_condition(images: torch.Tensor, masks: torch.Tensor, condition: str, fill: str) -> torch.Tensor:
@@ -56,13 +69,12 @@ def apply_condition(images: torch.Tensor, masks: torch.Tensor, condition: str, f
 
     "original" keeps everything, "foreground" keeps ``masks``, "background" keeps ``~masks``.
     """
-    if condition not in CONDITIONS:
-        raise UserError(f"unknown condition '{condition}' (valid: {', '.join(CONDITIONS)})")
+    kept = CONDITIONS.get(condition)
     if masks.shape != images.shape[:3]:
         raise ValueError(f"masks {tuple(masks.shape)} do not match images {tuple(images.shape)}")
-    if condition == "original":
+    keep = kept(masks)  # (B, H, W) or None
+    if keep is None:
         return images.clone()
-    keep = masks if condition == "foreground" else ~masks  # (B, H, W)
     x = images.permute(0, 3, 1, 2).float()  # (B, 3, H, W)
     fill_img = filler(x, fill).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)  # (B, H, W, 3)
     return torch.where(keep[..., None], images, fill_img)
@@ -81,7 +93,7 @@ def condition_features(
     images at a time on the model's device; masks: (N, H, W) bool."""
     device = model_device(model)
     out = []
-    for start in tqdm(range(0, len(images), batch_size), desc=condition, disable=not progress, leave=False):
+    for start in progress_bar(range(0, len(images), batch_size), desc=condition, enabled=progress):
         chunk = torch.as_tensor(images[start : start + batch_size]).to(device)  # (b, H, W, 3) uint8
         keep = torch.as_tensor(masks[start : start + batch_size]).to(device)  # (b, H, W) bool
         out.append(extract_features(model, apply_condition(chunk, keep, condition, fill), batch_size))
@@ -102,7 +114,8 @@ def attribution_masks(
     mask_model.eval()
     try:
         scorer = classifier_scorer(mask_model)
-        maps = attribute_images(method, scorer, images, model_device(mask_model), batch_size=batch_size, progress=progress)
+        maps = attribute_images(method, scorer, images, model_device(mask_model), batch_size=batch_size,
+                                progress=progress)
     finally:
         mask_model.train(was_training)
     return maps >= threshold
@@ -166,7 +179,7 @@ def summarize(results: dict[str, dict[str, np.ndarray]], ways: int) -> dict:
     conditions = {c: [asdict(MethodResult.from_accuracies(m, results[c][m])) for m in methods] for c in CONDITIONS}
     differences = {
         f"{c}-original": [_difference(m, results[c][m], results["original"][m]) for m in methods]
-        for c in CONDITIONS[1:]
+        for c in CONDITIONS.names()[1:]
     }
     means = {c: {m: float(np.mean(results[c][m])) for m in methods} for c in CONDITIONS}
     reliance = {m: reliance_index(means["background"][m], means["original"][m], ways) for m in methods}

@@ -21,11 +21,19 @@ from fewshot_cam.data.checks import check_split_masks
 from fewshot_cam.data.mask_file import is_mask_file, with_mask_file
 from fewshot_cam.data.split import Split
 from fewshot_cam.errors import UserError
-from fewshot_cam.evaluation.episodic import check_methods
 from fewshot_cam.evaluation.results import episodes_hash, markdown_table
-from fewshot_cam.evaluation.run import EvalRequest, choose_episodes, distinct_methods, ground_truth, reported_name, request_split
+from fewshot_cam.evaluation.run import (
+    EvalRequest,
+    choose_episodes,
+    distinct_methods,
+    ground_truth,
+    reported_name,
+    request_split,
+)
+from fewshot_cam.fewshot.episodic import check_methods
 from fewshot_cam.models.checkpoint import load_model
 from fewshot_cam.models.features import model_device
+from fewshot_cam.stats import format_ci
 
 FORMAT = "fewshot-cam-ablation/1"
 MASK_SOURCES = ("gt", *ATTRIBUTIONS)
@@ -49,8 +57,7 @@ class AblationRequest:
     def __post_init__(self) -> None:
         if self.masks not in MASK_SOURCES and not is_mask_file(self.masks):
             raise UserError(f"unknown mask source '{self.masks}' (valid: {', '.join(MASK_SOURCES)}, or FILE.npz)")
-        if self.fill not in FILLS:
-            raise UserError(f"unknown fill '{self.fill}' (valid: {', '.join(FILLS)})")
+        FILLS.get(self.fill)
         if not 0.0 < self.mask_threshold < 1.0:
             raise UserError(f"mask threshold must be in (0, 1), got {self.mask_threshold}")
 
@@ -72,7 +79,8 @@ def foreground_masks(request: AblationRequest, split: Split, rows: np.ndarray, m
     if request.mask_model is not None:
         mask_model = load_model(request.mask_model, map_location=model_device(model))[0]
     images = split.images[rows]
-    return attribution_masks(mask_model, images, request.masks, request.mask_threshold, request.cam_batch_size, progress)
+    return attribution_masks(mask_model, images, request.masks, request.mask_threshold, request.cam_batch_size,
+                             progress)
 
 
 def run_background_ablation(request: AblationRequest, device: torch.device, progress: bool = False) -> dict:
@@ -92,7 +100,9 @@ def run_background_ablation(request: AblationRequest, device: torch.device, prog
     masks = foreground_masks(request, split, rows, model, progress)
     results = run_ablation(model, split.images[rows], masks, local, episodes.shots, methods, request.fill,
                            ev.feature_batch_size, ev.seed, progress)
-    results = {c: {reported_name(m, ckpt): acc for m, acc in r.items()} for c, r in results.items()}  # baseline++ or not
+    results = {
+        c: {reported_name(m, ckpt): acc for m, acc in r.items()} for c, r in results.items()
+    }  # baseline++ or not
     settings = {
         "format": FORMAT, "ways": episodes.ways, "shots": episodes.shots, "queries": episodes.queries,
         "n_episodes": episodes.n, "episode_file": None if episodes.path is None else str(episodes.path),
@@ -108,7 +118,8 @@ def run_background_ablation(request: AblationRequest, device: torch.device, prog
 
 def format_ablation(records: Mapping[str, dict]) -> str:
     """One table: a row per condition (and per paired difference, and the BRI), a column per model/method."""
-    labels = [(label, i, e["method"]) for label, r in records.items() for i, e in enumerate(r["conditions"]["original"])]
+    labels = [(label, i, e["method"])
+              for label, r in records.items() for i, e in enumerate(r["conditions"]["original"])]
     header = ["condition"] + [m if len(records) == 1 else f"{label} {m}" for label, _, m in labels]
     rows = [[c] + [str_ci(records[label]["conditions"][c][i]) for label, i, _ in labels] for c in CONDITIONS]
     for key in records[labels[0][0]]["differences"]:
@@ -123,4 +134,4 @@ def format_ablation(records: Mapping[str, dict]) -> str:
 
 
 def str_ci(entry: dict, sign: bool = False) -> str:
-    return f"{entry['mean']:{'+' if sign else ''}.2f} +- {entry['ci95']:.2f}"
+    return format_ci(entry["mean"], entry["ci95"], signed=sign)

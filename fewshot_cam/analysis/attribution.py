@@ -22,16 +22,17 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from fewshot_cam.analysis.gradcam import gradcam, gradcam_plus_plus
 from fewshot_cam.analysis.hooks import capture_activations
 from fewshot_cam.analysis.scorecam import scorecam
 from fewshot_cam.data.transforms import to_float
 from fewshot_cam.errors import UserError
-from fewshot_cam.losses.prototypical import prototypes, protonet_logits
+from fewshot_cam.fewshot.protonet import protonet_logits, prototypes
 from fewshot_cam.models.cam import minmax_normalize, target_cam
 from fewshot_cam.models.classifier import FewShotClassifier
+from fewshot_cam.progress import progress as progress_bar
+from fewshot_cam.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -155,14 +156,15 @@ def cam(scorer: Scorer, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 # method(scorer, x (B, 3, H, W), target (B,), **options) -> raw maps (B, h, w)
-METHODS: dict[str, Callable[..., torch.Tensor]] = {
-    "cam": cam,
-    "gradcam": gradcam,
-    "gradcam++": gradcam_plus_plus,
-    "gradcam++-official": partial(gradcam_plus_plus, variant="official"),
-    "scorecam": scorecam,
-    "scorecam-pytorch-grad-cam": partial(scorecam, variant="pytorch-grad-cam"),
-}
+METHODS: Registry[Callable[..., torch.Tensor]] = Registry("attribution method")
+METHODS.register("cam", cam, help="CAM (Zhou et al. 2016)")
+METHODS.register("gradcam", gradcam, help="Grad-CAM (Selvaraju et al. 2017)")
+METHODS.register("gradcam++", gradcam_plus_plus, help="Grad-CAM++ (Chattopadhay et al. 2018), pytorch-grad-cam's alpha")
+METHODS.register("gradcam++-official", partial(gradcam_plus_plus, variant="official"),
+                 help="Grad-CAM++ with the authors' per-channel alpha normalisation")
+METHODS.register("scorecam", scorecam, help="Score-CAM (Wang et al. 2020), masking the normalised input as the authors")
+METHODS.register("scorecam-pytorch-grad-cam", partial(scorecam, variant="pytorch-grad-cam"),
+                 help="Score-CAM as pytorch-grad-cam (softmax over channels of raw scores)")
 BATCHED = frozenset({"scorecam", "scorecam-pytorch-grad-cam"})
 """Methods that run the model on many masked copies of each image, ``batch_size`` at a time."""
 
@@ -187,12 +189,11 @@ def attribute(
     ``batch_size``: masked images per forward pass (methods in ``BATCHED``); ``options`` go to the
     method (Score-CAM: ``variant``).
     """
-    if method not in METHODS:
-        raise UserError(f"unknown attribution method '{method}' (valid: {', '.join(METHODS)})")
+    explain = METHODS.get(method)
     target = top1(scorer, x) if target is None else target.to(x.device)
     if method in BATCHED:
         options["batch_size"] = batch_size
-    return upsample_normalize(METHODS[method](scorer, x, target, **options), x.shape[-2:])
+    return upsample_normalize(explain(scorer, x, target, **options), x.shape[-2:])
 
 
 def attribute_images(
@@ -209,7 +210,7 @@ def attribute_images(
     scorer's model's) -> (N, H, W) in [0, 1] on that device. ``targets``: (N,) classes, or None for
     top-1. ``batch_size`` also bounds Score-CAM's masked images per forward pass."""
     out = []
-    for start in tqdm(range(0, len(images), batch_size), desc=method, disable=not progress, leave=False):
+    for start in progress_bar(range(0, len(images), batch_size), desc=method, enabled=progress):
         x = to_float(images[start : start + batch_size], device)  # (b, 3, H, W)
         t = None if targets is None else targets[start : start + batch_size]
         out.append(attribute(method, scorer, x, t, batch_size=batch_size, **options))

@@ -21,6 +21,9 @@ from fewshot_cam.models.features import model_device
 
 ROWS_PER_PICTURE = 8
 
+LOCALIZATION_FORMAT = "fewshot-cam-localization/1"
+"""The ``format`` of ``fewshot-cam cam``'s localization.json."""
+
 
 def sample_rows(split: Split, n: int, seed: int) -> np.ndarray:
     """``n`` distinct image indices of ``split`` (all of them if n >= its size), in random order from
@@ -30,7 +33,8 @@ def sample_rows(split: Split, n: int, seed: int) -> np.ndarray:
 
 
 def model_maps(
-    models: Mapping[str, FewShotClassifier], images: np.ndarray, method: str, batch_size: int = 64, progress: bool = False
+    models: Mapping[str, FewShotClassifier], images: np.ndarray, method: str, batch_size: int = 64,
+    progress: bool = False,
 ) -> dict[str, np.ndarray]:
     """label -> (N, H, W) maps in [0, 1] of each model's top-1 class. images: (N, H, W, 3) uint8."""
     out = {}

@@ -78,8 +78,11 @@ def support_rows(split: Split, rows: np.ndarray, classes: np.ndarray, shots: int
     for c in classes:  # a selection of images, not class maths
         pool = np.array([i for i in split.class_indices()[c] if i not in taken], dtype=np.int64)
         if len(pool) < shots:
-            raise UserError(f"class '{split.class_names[c]}' has {len(pool)} images outside the {len(rows)} sampled, "
-                            f"fewer than --support-shots {shots}; lower --n or --support-shots", split.source or split.name)
+            raise UserError(
+                f"class '{split.class_names[c]}' has {len(pool)} images outside the {len(rows)} sampled, "
+                f"fewer than --support-shots {shots}; lower --n or --support-shots",
+                split.source or split.name,
+            )
         out.append(rng.choice(pool, size=shots, replace=False))
     return np.stack(out)
 

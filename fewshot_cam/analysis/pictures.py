@@ -5,7 +5,6 @@ JSON records.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -87,9 +86,3 @@ def _save(fig: Figure, path: str | Path) -> Path:
     return path
 
 
-def write_json(path: str | Path, record: dict) -> Path:
-    """Write ``record`` as indented JSON, creating the folder."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=1) + "\n")
-    return path

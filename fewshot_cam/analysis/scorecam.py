@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from fewshot_cam.errors import UserError
+from fewshot_cam.progress import progress as progress_bar
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ def channel_scores(
     fill = scorer.input_mean if v.normalized_input else None
     B, C = features.shape[:2]
     scores = torch.empty(B * C, device=x.device)
-    for start in tqdm(range(0, B * C, batch_size), desc="scorecam", disable=not progress, leave=False):
+    for start in progress_bar(range(0, B * C, batch_size), desc="scorecam", enabled=progress):
         pair = torch.arange(start, min(start + batch_size, B * C), device=x.device)  # flat (image, channel)
         b, k = pair // C, pair % C
         masks = channel_masks(features[b, k], x.shape[-2:], v.align_corners)  # (n, H, W)

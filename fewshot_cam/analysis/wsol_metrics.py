@@ -111,7 +111,13 @@ class MaxBoxAccV2:
         """``maxboxacc_v2`` (%), ``maxboxacc`` {delta: %}, ``best_threshold`` {delta: t}, ``n``, ``skipped``."""
         n = sum(len(b) for b in self.best)
         if n == 0:
-            return {"maxboxacc_v2": float("nan"), "maxboxacc": {}, "best_threshold": {}, "n": 0, "skipped": self.skipped}
+            return {
+                "maxboxacc_v2": float("nan"),
+                "maxboxacc": {},
+                "best_threshold": {},
+                "n": 0,
+                "skipped": self.skipped,
+            }
         acc = self.box_acc()  # (D, T)
         per = {f"{d:g}": float(acc[i].max()) for i, d in enumerate(self.iou_thresholds)}
         at = {f"{d:g}": float(self.thresholds[acc[i].argmax()]) for i, d in enumerate(self.iou_thresholds)}
@@ -150,5 +156,11 @@ class PxAP:
     def summary(self) -> dict:
         """``pxap`` (%, nan without foreground pixels) and the pixel counts it rests on."""
         precision, recall = self.curve()
-        ap = float((precision[1:] * np.diff(recall)).sum() + precision[0] * recall[0]) if self.fg.sum() else float("nan")
-        return {"pxap": 100.0 * ap, "foreground_pixels": int(self.fg.sum()), "pixels": int(self.fg.sum() + self.bg.sum())}
+        ap = (
+            float((precision[1:] * np.diff(recall)).sum() + precision[0] * recall[0]) if self.fg.sum() else float("nan")
+        )
+        return {
+            "pxap": 100.0 * ap,
+            "foreground_pixels": int(self.fg.sum()),
+            "pixels": int(self.fg.sum() + self.bg.sum()),
+        }

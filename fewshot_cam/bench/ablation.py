@@ -8,7 +8,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from fewshot_cam.bench._api import CAM_METHODS, FILLS, attribute_images, classifier_scorer, extract_features, run_ablation
+from fewshot_cam.bench._api import (
+    CAM_METHODS,
+    FILLS,
+    attribute_images,
+    classifier_scorer,
+    extract_features,
+    run_ablation,
+)
 from fewshot_cam.bench.context import Context
 from fewshot_cam.bench.data import SHOTS, eval_episodes, eval_split, random_model
 

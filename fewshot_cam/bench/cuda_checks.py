@@ -19,8 +19,22 @@ from pathlib import Path
 import torch
 
 from fewshot_cam.bench._api import (
-    CAM_METHODS, FeaturesAndHead, LossConfig, ModelConfig, Objective, attribute_images, autocast_for, build_model,
-    classifier_scorer, cli_main, load_model, load_split, objective_loss, pretrain_module, read_metrics, read_result,
+    CAM_METHODS,
+    FeaturesAndHead,
+    LossConfig,
+    ModelConfig,
+    Objective,
+    attribute_images,
+    autocast_for,
+    build_model,
+    classifier_scorer,
+    cli_main,
+    load_model,
+    load_split,
+    objective_loss,
+    pretrain_module,
+    read_metrics,
+    read_result,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -63,11 +77,11 @@ def check_step_matches_cpu(device: str, loss: str) -> None:
 
 def interrupted_at(epoch: int):
     """A stand-in for ``train_one_epoch`` that raises KeyboardInterrupt as epoch ``epoch`` starts
-    (as tests/conftest.py's ``interrupt_pretrain``; the epoch is its 7th positional argument)."""
+    (``train_one_epoch(state, objective, epoch, autocast)``: the epoch is its 3rd positional argument)."""
     real = pretrain_module.train_one_epoch
 
     def train_one_epoch(*args, **kwargs):
-        if args[6] == epoch:
+        if args[2] == epoch:
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
@@ -119,7 +133,9 @@ def check_cam(tmp: Path, device: str, run: Path, method: str) -> None:
     maps = {}
     for where in (device, "cpu"):
         model = load_model(run / "last.pt", map_location=torch.device(where))[0].eval()
-        maps[where] = attribute_images(method, classifier_scorer(model), images, torch.device(where), batch_size=8).cpu()
+        maps[where] = attribute_images(
+            method, classifier_scorer(model), images, torch.device(where), batch_size=8
+        ).cpu()
     diff = (maps[device] - maps["cpu"]).abs().mean()
     assert diff < 0.1, f"{method}: mean |device - cpu| = {diff:.3f}"
 

@@ -17,7 +17,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fewshot_cam.bench._api import ModelConfig, atomic_write, Split, SynthConfig, build_model, generate_split, make_episodes
+from fewshot_cam.bench._api import (
+    ModelConfig,
+    Split,
+    SynthConfig,
+    atomic_write,
+    build_model,
+    generate_split,
+    make_episodes,
+)
 from fewshot_cam.bench.context import Context
 
 WAYS, SHOTS, QUERIES = 5, 1, 15
@@ -32,7 +40,9 @@ def draw_split(split: str, classes: tuple[int, int, int], per_class: int, size: 
     """``split`` of a synthetic set with ``classes`` (train, val, test) classes, ``per_class`` images each."""
     if per_class % chunk:
         raise ValueError(f"per_class {per_class} is not a multiple of the draw chunk {chunk}")
-    configs = [SynthConfig(seed=k, image_size=size, images_per_class=chunk, classes=classes) for k in range(per_class // chunk)]
+    configs = [
+        SynthConfig(seed=k, image_size=size, images_per_class=chunk, classes=classes) for k in range(per_class // chunk)
+    ]
     if workers > 1 and len(configs) > 1:
         with ProcessPoolExecutor(min(workers, len(configs)), mp_context=multiprocessing.get_context("spawn")) as pool:
             parts = list(pool.map(_draw, [split] * len(configs), configs))
@@ -41,7 +51,9 @@ def draw_split(split: str, classes: tuple[int, int, int], per_class: int, size: 
     labels = np.concatenate([p[1] for p in parts])
     order = np.argsort(labels, kind="stable")  # class by class, draw 0's images first
     images, masks = (np.concatenate([p[i] for p in parts])[order] for i in (0, 2))
-    return Split(images, labels[order], parts[0][3], masks, name=f"synthetic-bench/{split}", source=f"{len(parts)} draws")
+    return Split(
+        images, labels[order], parts[0][3], masks, name=f"synthetic-bench/{split}", source=f"{len(parts)} draws"
+    )
 
 
 def cached_split(ctx: Context, split: str, classes: tuple[int, int, int], per_class: int) -> Split:
@@ -84,5 +96,7 @@ def write_mini_imagenet(root: Path, splits: dict[str, Split]) -> Path:
     for split, data in splits.items():
         class_dict = {name: idx.tolist() for name, idx in zip(data.class_names, data.class_indices())}
         record = {"image_data": np.ascontiguousarray(data.images), "class_dict": class_dict}
-        atomic_write(root / f"mini-imagenet-cache-{names[split]}.pkl", lambda f, r=record: pickle.dump(r, f, protocol=4))
+        atomic_write(
+            root / f"mini-imagenet-cache-{names[split]}.pkl", lambda f, r=record: pickle.dump(r, f, protocol=4)
+        )
     return root

@@ -50,10 +50,16 @@ def device_info() -> dict:
     info: dict = {"cuda_available": torch.cuda.is_available(), "torch_cuda": torch.version.cuda}
     if info["cuda_available"]:
         props = torch.cuda.get_device_properties(0)
-        info |= {"name": props.name, "count": torch.cuda.device_count(), "memory_gib": round(props.total_memory / 2**30, 1),
-                 "capability": f"{props.major}.{props.minor}", "multiprocessors": props.multi_processor_count,
-                 "cudnn": torch.backends.cudnn.version(), "nccl": nccl_version(),
-                 "bf16_supported": torch.cuda.is_bf16_supported()}
+        info |= {
+            "name": props.name,
+            "count": torch.cuda.device_count(),
+            "memory_gib": round(props.total_memory / 2**30, 1),
+            "capability": f"{props.major}.{props.minor}",
+            "multiprocessors": props.multi_processor_count,
+            "cudnn": torch.backends.cudnn.version(),
+            "nccl": nccl_version(),
+            "bf16_supported": torch.cuda.is_bf16_supported(),
+        }
     return info
 
 

@@ -37,7 +37,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=Path("runs/gpu-check"), help="report.json, report.md, log.txt")
     p.add_argument("--work", type=Path, default=None,
                    help="scratch folder for images, runs and cache (default: $TMPDIR/fewshot-cam-gpu-check[-dry])")
-    p.add_argument("--stages", default=None, help=f"comma-separated names or letters (default all): {STAGES.describe()}")
+    p.add_argument(
+        "--stages", default=None, help=f"comma-separated names or letters (default all): {STAGES.describe()}"
+    )
     p.add_argument("--budget", type=float, default=None, help="seconds for all stages together (default: the sizes')")
     p.add_argument("--time-box", type=float, default=None, metavar="S", help="cap every stage's time box at S seconds")
     p.add_argument("--inject", action="append", default=[], metavar="STAGE=raise|hang",
@@ -54,7 +56,9 @@ def injections(args: argparse.Namespace) -> dict[str, str]:
     for item in items:
         stage, _, how = item.partition("=")
         if stage not in STAGES or how not in INJECTIONS:
-            raise UserError(f"--inject {item!r}: expected STAGE=raise|hang with STAGE one of {', '.join(STAGES.names())}")
+            raise UserError(
+                f"--inject {item!r}: expected STAGE=raise|hang with STAGE one of {', '.join(STAGES.names())}"
+            )
         out[stage] = how
     return out
 

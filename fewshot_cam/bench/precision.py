@@ -20,7 +20,9 @@ def fp32_features(model: torch.nn.Module, images: np.ndarray, batch_size: int = 
     try:
         with torch.no_grad():
             device = next(model.parameters()).device
-            parts = [model.embed(to_float(images[i : i + batch_size], device)) for i in range(0, len(images), batch_size)]
+            parts = [
+                model.embed(to_float(images[i : i + batch_size], device)) for i in range(0, len(images), batch_size)
+            ]
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
     return torch.cat(parts).float()  # (N, D)

@@ -31,7 +31,10 @@ def cli(*argv: object) -> float:
 def draw(ctx: Context) -> Path:
     """The three splits, drawn (or reused from ``work``) and written as mini-ImageNet pickles."""
     s = ctx.sizes
-    splits = {split: cached_split(ctx, split, s.rehearsal_classes, s.rehearsal_per_class) for split in ("train", "val", "test")}
+    splits = {
+        split: cached_split(ctx, split, s.rehearsal_classes, s.rehearsal_per_class)
+        for split in ("train", "val", "test")
+    }
     ctx.put("images", {split: len(data.images) for split, data in splits.items()})
     return write_mini_imagenet(ctx.work / "rehearsal-mini-imagenet", splits)
 
@@ -42,13 +45,23 @@ def run(ctx: Context) -> None:
     ctx.put("draw_and_write_s", round(seconds, 1))
     out = ctx.work / "rehearsal-run"
     shutil.rmtree(out, ignore_errors=True)
-    overrides = [f for o in ("run.progress=false", "run.tensorboard=false", *s.rehearsal_overrides) for f in ("--set", o)]
+    overrides = [
+        f for o in ("run.progress=false", "run.tensorboard=false", *s.rehearsal_overrides) for f in ("--set", o)
+    ]
     pretrain_s = cli("pretrain", "--config", CONFIG, "--root", root, "--epochs", s.rehearsal_epochs, "--out", out,
                      "--device", s.device, *overrides)
     epochs = read_metrics(out / "metrics.jsonl")
     epoch_s = [round(e["time"], 2) for e in epochs]
-    ctx.put("pretrain", {"wall_s": round(pretrain_s, 1), "epoch_s": epoch_s, "startup_s": round(pretrain_s - sum(epoch_s), 1),
-                         "last_train_acc": epochs[-1].get("train_acc"), "last_val_acc": epochs[-1].get("val_acc")})
+    ctx.put(
+        "pretrain",
+        {
+            "wall_s": round(pretrain_s, 1),
+            "epoch_s": epoch_s,
+            "startup_s": round(pretrain_s - sum(epoch_s), 1),
+            "last_train_acc": epochs[-1].get("train_acc"),
+            "last_val_acc": epochs[-1].get("val_acc"),
+        },
+    )
     result_path = out / "eval.json"
     eval_s = cli("eval", "--checkpoint", out / "last.pt", "--ways", 5, "--shots", 1, "--episodes", s.method_episodes,
                  "--methods", "protonet", "--device", s.device, "--json", result_path)
@@ -56,5 +69,12 @@ def run(ctx: Context) -> None:
     ctx.put("eval", {"episodes": s.method_episodes, "wall_s": round(eval_s, 1), "protonet_acc": round(result.mean, 2),
                      "ci95": round(result.ci95, 2)})
     full = pretrain_s - sum(epoch_s) + s.rehearsal_recipe_epochs * epoch_s[-1] + eval_s
-    ctx.put("extrapolated", {"recipe_epochs": s.rehearsal_recipe_epochs, "seconds": round(full), "hours": round(full / 3600, 2),
-                             "basis": "start-up + recipe_epochs x last epoch (train + val 600 episodes) + eval 2,000"})
+    ctx.put(
+        "extrapolated",
+        {
+            "recipe_epochs": s.rehearsal_recipe_epochs,
+            "seconds": round(full),
+            "hours": round(full / 3600, 2),
+            "basis": "start-up + recipe_epochs x last epoch (train + val 600 episodes) + eval 2,000",
+        },
+    )

@@ -44,16 +44,21 @@ def headline(stages: dict[str, Any]) -> list[str]:
     for stage in ("throughput", "throughput-compiled"):
         for key, r in stages.get(stage, {}).get("result", {}).items():
             if isinstance(r, dict) and "cam_over_ce" in r:
-                lines.append(f"- {key}: CE {r['ce_images_per_s']:,.0f} images/s, CAM-loss {r['camloss_images_per_s']:,.0f} "
-                             f"images/s, CAM / CE {r['cam_over_ce']:.3f}x, CE at {100 * r['ce_share_of_peak']:.1f}% of the bf16 peak")
+                lines.append(
+                    f"- {key}: CE {r['ce_images_per_s']:,.0f} images/s, CAM-loss {r['camloss_images_per_s']:,.0f} "
+                    f"images/s, CAM / CE {r['cam_over_ce']:.3f}x, "
+                    f"CE at {100 * r['ce_share_of_peak']:.1f}% of the bf16 peak"
+                )
     proto = stages.get("eval", {}).get("result", {}).get("protonet")
     if proto:
         lines.append(f"- {proto['episodes']:,} ProtoNet episodes with features: {proto['total_s']:.2f} s "
                      f"({proto['features_s']:.2f} s features + {proto['episodes_s']:.2f} s episodes)")
     precision = stages.get("precision", {}).get("result", {})
     if "episodes_differ" in precision:
-        lines.append(f"- bf16 vs fp32 features: {precision['episodes_differ']} of {precision['episodes']} episodes differ, "
-                     f"mean moves {precision['mean_shift_points']:+.3f} points")
+        lines.append(
+            f"- bf16 vs fp32 features: {precision['episodes_differ']} of {precision['episodes']} episodes differ, "
+            f"mean moves {precision['mean_shift_points']:+.3f} points"
+        )
     full = stages.get("rehearsal", {}).get("result", {}).get("extrapolated")
     if full:
         lines.append(f"- RFS recipe, {full['recipe_epochs']} epochs + eval: about {full['hours']:.2f} h")
@@ -86,7 +91,9 @@ class Report:
         lines += [f"- {k}: {_cell(v)}" for k, v in flatten(d.get("environment", {}))]
         lines += ["", "| stage | status | seconds | time box |", "|---|---|---|---|"]
         for name, entry in d["stages"].items():
-            lines.append(f"| {name} | {entry['status']} | {entry.get('seconds', 0):.1f} | {entry.get('limit_s', 0):.0f} |")
+            lines.append(
+                f"| {name} | {entry['status']} | {entry.get('seconds', 0):.1f} | {entry.get('limit_s', 0):.0f} |"
+            )
         lines += ["", "## headline", ""] + (headline(d["stages"]) or ["- (no stage with a target has run)"])
         for name, entry in d["stages"].items():
             lines += ["", f"## {name}: {entry['status']}", ""]

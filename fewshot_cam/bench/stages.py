@@ -21,8 +21,11 @@ class Stage:
 
 
 STAGES: Registry[Stage] = Registry("GPU-check stage")
-STAGES.register("tests", Stage("a", "fewshot_cam.bench.stage_tests"),
-                help="the gpu-marked tests: bf16 + channels-last pretraining (CE, CAM-loss), resume, eval, cam, ablate, torchrun")
+STAGES.register(
+    "tests",
+    Stage("a", "fewshot_cam.bench.stage_tests"),
+    help="the gpu-marked tests: bf16 + channels-last pretraining (CE, CAM-loss), resume, eval, cam, ablate, torchrun",
+)
 STAGES.register("throughput", Stage("b", "fewshot_cam.bench.throughput"),
                 help="pretraining images/s, CAM-loss / CE step ratio, share of the measured bf16 matmul peak (eager)")
 STAGES.register("throughput-compiled", Stage("b", "fewshot_cam.bench.throughput_compiled"),

@@ -13,12 +13,13 @@ from fewshot_cam.analysis.ablation_run import (
     format_ablation,
     run_background_ablation,
 )
-from fewshot_cam.analysis.pictures import save_condition_bars, write_json
+from fewshot_cam.analysis.pictures import save_condition_bars
 from fewshot_cam.cli import eval as eval_cli
 from fewshot_cam.cli.common import data_option_values, pick_device
 from fewshot_cam.data.mask_file import is_mask_file
-from fewshot_cam.evaluation.episodic import check_methods
 from fewshot_cam.evaluation.run import EvalRequest
+from fewshot_cam.fewshot.episodic import check_methods
+from fewshot_cam.io import write_json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,8 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mask-model", default=None,
                         help="checkpoint whose maps give the masks (default: the evaluated model, with a warning)")
     parser.add_argument("--mask-threshold", type=float, default=0.5, help="foreground = normalised map >= this")
-    parser.add_argument("--fill", default="mean", choices=FILLS,
-                        help="what replaces removed pixels: per-image mean colour, black, or a heavy blur")
+    parser.add_argument("--fill", default="mean", choices=FILLS.names(),
+                        help=f"what replaces removed pixels; {FILLS.describe()}")
     parser.add_argument("--cam-batch-size", type=int, default=64, help="images (and Score-CAM masked copies) per pass")
     parser.add_argument("--plot", default=None, help="write a bar chart (PNG) of the three conditions here")
 
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     record = run_background_ablation(request, pick_device(args.device), progress=sys.stderr.isatty())
     print(format_ablation({args.checkpoint: record}))
     if args.json:
-        print(f"wrote {write_json(args.json, record)}")
+        print(f"wrote {write_json(args.json, record, record['format'])}")
     if args.plot:
         print(f"wrote {save_condition_bars(args.plot, {args.checkpoint: record}, 100.0 / record['ways'])}")
     return 0

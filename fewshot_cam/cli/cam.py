@@ -12,11 +12,10 @@ import sys
 from pathlib import Path
 
 from fewshot_cam.analysis.attribution import METHODS
-from fewshot_cam.analysis.cam_pictures import sample_rows, write_pictures
+from fewshot_cam.analysis.cam_pictures import LOCALIZATION_FORMAT, sample_rows, write_pictures
 from fewshot_cam.analysis.cam_scores import faithfulness_scores, localization_scores
 from fewshot_cam.analysis.cam_targets import TARGETS, build_target, default_target, targeted_maps
 from fewshot_cam.analysis.faithfulness import FILLS
-from fewshot_cam.analysis.pictures import write_json
 from fewshot_cam.cli.common import (
     add_data_arguments,
     add_data_options_argument,
@@ -28,6 +27,7 @@ from fewshot_cam.data.checks import check_split_masks
 from fewshot_cam.data.mask_file import with_mask_file
 from fewshot_cam.evaluation.results import markdown_table
 from fewshot_cam.evaluation.run import EvalRequest, ground_truth, request_split
+from fewshot_cam.io import write_json
 from fewshot_cam.models.checkpoint import load_model
 
 
@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_data_options_argument(parser)
     parser.add_argument("--split", default="test", help="train, val or test (default test)")
     parser.add_argument("--image-size", type=int, default=None, help="image side (default: the first checkpoint's)")
-    parser.add_argument("--method", default="cam", choices=list(METHODS), help="attribution method")
+    parser.add_argument("--method", default="cam", choices=METHODS.names(), help=METHODS.describe())
     parser.add_argument("--n", type=int, default=16, help="images sampled from the split (pictures and localisation)")
     parser.add_argument("--pictures", type=int, default=16, help="how many of them to draw (8 rows per PNG)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the image sample")
@@ -54,7 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--faithfulness", action="store_true",
                         help="also report Average Drop / Increase in Confidence and deletion / insertion AUC")
     parser.add_argument("--steps", type=int, default=50, help="faithfulness: deletion / insertion steps")
-    parser.add_argument("--deletion-fill", default="zeros", choices=FILLS, help="faithfulness: what deleted pixels become")
+    parser.add_argument(
+        "--deletion-fill", default="zeros", choices=FILLS, help="faithfulness: what deleted pixels become"
+    )
     parser.add_argument("--out", required=True, type=Path, help="folder for the PNGs (and localization.json)")
     add_device_argument(parser)
 
@@ -100,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
         record["mask_file"] = None if args.masks is None else str(args.masks)
         record["eligible_per_class"] = None if eligible is None else eligible[1]
     if split.masks is not None or args.faithfulness:
-        print(f"wrote {write_json(args.out / 'localization.json', record)}")
+        print(f"wrote {write_json(args.out / 'localization.json', record, LOCALIZATION_FORMAT)}")
     return 0
 
 
@@ -134,7 +136,9 @@ def print_localization(found: dict, args: argparse.Namespace, split_name: str, n
 def print_faithfulness(scores: dict, args: argparse.Namespace) -> None:
     rows = [(label, f"{s['average_drop']:.1f}", f"{s['increase_in_confidence']:.1f}", f"{s['deletion_auc']:.3f}",
              f"{s['insertion_auc']:.3f}", str(s["n"])) for label, s in scores.items()]
-    print(f"\n{args.method} faithfulness ({args.steps} steps, deletion to {args.deletion_fill}, insertion from blur):\n")
+    print(
+        f"\n{args.method} faithfulness ({args.steps} steps, deletion to {args.deletion_fill}, insertion from blur):\n"
+    )
     header = ("checkpoint", "Average Drop % (lower better)", "Increase in Conf. %", "deletion AUC (lower)",
               "insertion AUC (higher)", "images")
     print(markdown_table(header, rows))

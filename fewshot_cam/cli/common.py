@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 import math
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import torch
 
-from fewshot_cam.config import merge, parse_overrides, read_yaml
+from fewshot_cam.config import layered, parse_overrides
 from fewshot_cam.data.datasets import DATASETS
 from fewshot_cam.data.options import OPTION_KEYS, read_options
 from fewshot_cam.errors import UserError
+
+T = TypeVar("T")
 
 
 def add_device_argument(parser: argparse.ArgumentParser) -> None:
@@ -33,7 +35,7 @@ def pick_device(name: str) -> torch.device:
 
 def add_data_arguments(parser: argparse.ArgumentParser, required: bool = False) -> None:
     """``--dataset D --root R``: where images come from."""
-    parser.add_argument("--dataset", required=required, help=", ".join(DATASETS))
+    parser.add_argument("--dataset", required=required, help=DATASETS.describe())
     parser.add_argument("--root", default=None, help="dataset root folder (not needed for synthetic)")
 
 
@@ -101,9 +103,19 @@ def flag_values(args: argparse.Namespace, keys: dict[str, str]) -> dict[str, Any
 
 
 def layered_settings(args: argparse.Namespace, keys: dict[str, str]) -> dict[str, Any]:
-    """--config file < explicit flags < --set, as one nested mapping (defaults come from the dataclass)."""
-    data = read_yaml(args.config) if args.config else {}
-    return merge(merge(data, flag_values(args, keys)), parse_overrides(args.overrides))
+    """--config file < explicit flags < --set, as one nested mapping (:func:`fewshot_cam.config.layered`)."""
+    return layered(args.config or None, flag_values(args, keys), args.overrides)
+
+
+def run_distributed(device_name: str, train: Callable[[torch.device, Any], T]) -> tuple[T, Any]:
+    """``train(device, info)`` inside this process's process group (under torchrun; a plain process is
+    rank 0 of 1) on the device ``device_name`` resolves to -> (its result, the DistInfo)."""
+    from fewshot_cam.training import distributed  # only the training commands pay for it
+
+    info = distributed.from_env()
+    device = distributed.local_device(pick_device(device_name), info)
+    with distributed.process_group(info, device):
+        return train(device, info), info
 
 
 def best_val_summary(best: float, last_val: Any, val_every: int) -> str:

@@ -13,11 +13,11 @@ from fewshot_cam.data.box_masks import BOX_SHAPES, REFINES, boxes_from_masks
 from fewshot_cam.data.boxes import BoxRequest, build_box_masks, coverage_table
 from fewshot_cam.data.datasets import detect_layout, load_split, split_info
 from fewshot_cam.data.mask_file import with_mask_file, write_mask_file
+from fewshot_cam.data.preview import save_grid
+from fewshot_cam.data.split import SPLITS
+from fewshot_cam.data.synthetic import SynthConfig, write_synthetic
 from fewshot_cam.errors import UserError
 from fewshot_cam.evaluation.results import markdown_table
-from fewshot_cam.data.split import SPLITS
-from fewshot_cam.data.preview import save_grid
-from fewshot_cam.data.synthetic import SynthConfig, write_synthetic
 
 CACHE_STATE = {True: "yes", False: "no", None: "-"}  # "-": never cached (generated in memory)
 
@@ -60,7 +60,9 @@ def add_boxes_arguments(sub) -> None:
     boxes = sub.add_parser("boxes", help="foreground masks of a split from ImageNet's box annotations")
     boxes.add_argument("--dataset", required=True, choices=("mini-imagenet", "tiered-imagenet", "imagefolder"))
     boxes.add_argument("--root", required=True, help="the few-shot dataset's root folder")
-    boxes.add_argument("--imagenet-train", required=True, type=Path, help="ImageNet's train folder: <wnid>/<wnid>_<n>.JPEG")
+    boxes.add_argument(
+        "--imagenet-train", required=True, type=Path, help="ImageNet's train folder: <wnid>/<wnid>_<n>.JPEG"
+    )
     boxes.add_argument("--boxes", required=True, type=Path,
                        help="folder of VOC XML files (<wnid>/<wnid>_<n>.xml) or LOC_train_solution.csv")
     boxes.add_argument("--split", required=True, nargs="+", choices=SPLITS, help="one or more splits")

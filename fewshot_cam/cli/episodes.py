@@ -21,7 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     make = sub.add_parser("make", help="sample N-way K-shot episodes of a split and save them (.json or .json.gz)")
     add_data_arguments(make, required=True)
     add_data_options_argument(make)
-    make.add_argument("--split", default="test", help="train, val, test (default), or several joined by + (train+val+test)")
+    make.add_argument(
+        "--split", default="test", help="train, val, test (default), or several joined by + (train+val+test)"
+    )
     make.add_argument("--ways", type=int, default=5)
     make.add_argument("--shots", type=int, default=1)
     make.add_argument("--queries", type=int, default=15)

@@ -12,9 +12,9 @@ from fewshot_cam.cli.common import (
     data_option_values,
     pick_device,
 )
-from fewshot_cam.evaluation.episodic import DEFAULT_METHODS, METHODS, check_methods
 from fewshot_cam.evaluation.results import format_result, write_result
 from fewshot_cam.evaluation.run import DEFAULT_EPISODES, EvalRequest, run_evaluation
+from fewshot_cam.fewshot.episodic import DEFAULT_METHODS, METHODS, check_methods
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"split and setting, else {DEFAULT_EPISODES} seeded episodes)")
     source.add_argument("--episode-file", default=None, help="frozen episode file (fewshot-cam episodes)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the episode sampler and the fitted methods")
-    parser.add_argument("--methods", default=",".join(DEFAULT_METHODS), help=f"comma-separated: {', '.join(METHODS)}")
+    parser.add_argument("--methods", default=",".join(DEFAULT_METHODS), help=f"comma-separated; {METHODS.describe()}")
     parser.add_argument("--split", default="test", help="train, val or test (default test)")
     add_data_arguments(parser)
     add_data_options_argument(parser)

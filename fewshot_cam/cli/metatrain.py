@@ -9,20 +9,11 @@ from __future__ import annotations
 
 import argparse
 
-from fewshot_cam.cli.common import (
-    RUN_FLAG_KEYS,
-    add_config_arguments,
-    add_data_arguments,
-    add_run_arguments,
-    best_val_summary,
-    layered_settings,
-    pick_device,
-)
-from fewshot_cam.training import distributed
-from fewshot_cam.training.metatrain import class_names_of, fit, resolve_config
+from fewshot_cam.cli import common
+from fewshot_cam.training.metatrain import SAMPLERS, class_names_of, fit, resolve_config
 
 # flag dest -> dotted config key
-FLAG_KEYS: dict[str, str] = RUN_FLAG_KEYS | {
+FLAG_KEYS: dict[str, str] = common.RUN_FLAG_KEYS | {
     "checkpoint": "checkpoint",
     "ways": "ways",
     "shots": "shots",
@@ -33,26 +24,27 @@ FLAG_KEYS: dict[str, str] = RUN_FLAG_KEYS | {
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", default=None, help="pretrained checkpoint (pretrain's best.pt) to start from")
-    add_config_arguments(parser, "YAML file (see configs/*-metatrain.yaml); flags and --set override it",
+    common.add_config_arguments(parser, "YAML file (see configs/*-metatrain.yaml); flags and --set override it",
                          "tasks_per_step=8")
-    add_data_arguments(parser)
+    common.add_data_arguments(parser)
     parser.add_argument("--image-size", type=int, default=None, help="image side (default: the checkpoint's)")
     parser.add_argument("--ways", type=int, default=None, help="classes per training episode (default 5)")
     parser.add_argument("--shots", type=int, default=None, help="support images per class (default 1)")
     parser.add_argument("--queries", type=int, default=None, help="query images per class (default 15)")
-    parser.add_argument("--sampler", default=None, choices=("native", "learn2learn"),
-                        help="episode source (default native)")
-    add_run_arguments(parser, "default 20", "SGD learning rate (default 0.001)", "run folder (default runs/metatrain)")
+    parser.add_argument("--sampler", default=None, choices=SAMPLERS.names(),
+                        help=f"episode source (default native); {SAMPLERS.describe()}")
+    common.add_run_arguments(parser, "default 20", "SGD learning rate (default 0.001)",
+                             "run folder (default runs/metatrain)")
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg, model, ckpt = resolve_config(layered_settings(args, FLAG_KEYS), args.config)
-    info = distributed.from_env()
-    device = distributed.local_device(pick_device(cfg.run.device), info)
-    with distributed.process_group(info, device):
-        state = fit(cfg, model, class_names_of(ckpt), device, info, resume_run=args.resume)
+    cfg, model, ckpt = resolve_config(common.layered_settings(args, FLAG_KEYS), args.config)
+    names = class_names_of(ckpt)
+    state, info = common.run_distributed(
+        cfg.run.device, lambda device, info: fit(cfg, model, names, device, info, resume_run=args.resume)
+    )
     if info.is_main:
-        best = best_val_summary(state.best, state.last_val, cfg.val.every)
+        best = common.best_val_summary(state.best, state.last_val, cfg.val.every)
         print(f"meta-trained {cfg.model.backbone} ({cfg.ways}-way {cfg.shots}-shot, {cfg.metric}) for {state.epoch} "
               f"epochs on {cfg.data.dataset}: best val {cfg.val.ways}-way {cfg.val.shots}-shot accuracy {best}; "
               f"run folder {cfg.run.out}")

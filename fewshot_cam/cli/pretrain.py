@@ -16,26 +16,18 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from fewshot_cam.cli.common import (
-    RUN_FLAG_KEYS,
-    add_config_arguments,
-    add_data_arguments,
-    add_run_arguments,
-    best_val_summary,
-    layered_settings,
-    pick_device,
-)
+from fewshot_cam.cli import common
 from fewshot_cam.config import from_dict
 from fewshot_cam.errors import UserError
 from fewshot_cam.losses.distill import DISTILL_MODES
+from fewshot_cam.models.backbones import BACKBONES
 from fewshot_cam.models.checkpoint import SELECTIONS
 from fewshot_cam.models.factory import HEADS
-from fewshot_cam.training import distributed
 from fewshot_cam.training.config import PretrainConfig
 from fewshot_cam.training.pretrain import fit
 
 # flag dest -> dotted config key
-FLAG_KEYS: dict[str, str] = RUN_FLAG_KEYS | {
+FLAG_KEYS: dict[str, str] = common.RUN_FLAG_KEYS | {
     "backbone": "model.backbone",
     "head": "model.head",
     "loss": "loss.loss",
@@ -46,13 +38,12 @@ FLAG_KEYS: dict[str, str] = RUN_FLAG_KEYS | {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_config_arguments(parser, "YAML file (see configs/); flags and --set override it", "optim.lr=0.1")
-    add_data_arguments(parser)
+    common.add_config_arguments(parser, "YAML file (see configs/); flags and --set override it", "optim.lr=0.1")
+    common.add_data_arguments(parser)
     parser.add_argument("--image-size", type=int, default=None, help="image side in pixels (default 84)")
-    parser.add_argument("--backbone", default=None, help="conv4, conv4-2pool, resnet12, resnet18, tiny, ... (default conv4)")
-    parser.add_argument("--head", default=None, choices=tuple(HEADS),
-                        help="classification head: linear (GAP + FC, default), cosine (Baseline++), saol (SAOL as "
-                             "in the paper, over the backbone's stages), saol-rawlogit-psp (the earlier variant)")
+    parser.add_argument("--backbone", default=None, choices=BACKBONES.names(),
+                        help=f"default conv4; {BACKBONES.describe()}")
+    parser.add_argument("--head", default=None, choices=HEADS.names(), help=f"default linear; {HEADS.describe()}")
     parser.add_argument("--loss", default=None, choices=("ce", "camloss"), help="default ce")
     parser.add_argument("--teacher", default=None, metavar="CHECKPOINT",
                         help="frozen teacher checkpoint for --distill (same base classes, any backbone)")
@@ -60,14 +51,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="distillation from --teacher (default none): "
                              + "; ".join(f"{k}: {v}" for k, v in DISTILL_MODES.items() if k != "none"))
     parser.add_argument("--batch-size", type=int, default=None, help="global batch size (default 64)")
-    add_run_arguments(parser, "default 100", "base learning rate (default 0.05)", "run folder (default runs/pretrain)")
+    common.add_run_arguments(parser, "default 100", "base learning rate (default 0.05)",
+                             "run folder (default runs/pretrain)")
     parser.add_argument("--seeds", default=None, metavar="S,S,...",
                         help="train one run per seed into OUT/seed<S> (instead of --seed; e.g. --seeds 0,1,2)")
 
 
 def resolve_config(args: argparse.Namespace) -> PretrainConfig:
     """defaults < --config file < explicit flags < --set; unknown keys and bad types name the key."""
-    return from_dict(PretrainConfig, layered_settings(args, FLAG_KEYS), path=args.config)
+    return from_dict(PretrainConfig, common.layered_settings(args, FLAG_KEYS), path=args.config)
 
 
 def describe(cfg: PretrainConfig) -> str:
@@ -109,13 +101,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def train_one(cfg: PretrainConfig, resume: bool) -> int:
-    info = distributed.from_env()
-    device = distributed.local_device(pick_device(cfg.run.device), info)
-    with distributed.process_group(info, device):
-        state = fit(cfg, device, info, resume_run=resume)
+    state, info = common.run_distributed(cfg.run.device, lambda device, info: fit(cfg, device, info, resume))
     if info.is_main:
-        best = best_val_summary(state.best, state.last_val, cfg.val.every)
-        print(f"pretrained {describe(cfg)} for {state.epoch} epochs on {cfg.data.dataset}: "
-              f"best val {cfg.val.ways}-way {cfg.val.shots}-shot accuracy {best}; seed {cfg.run.seed}; run folder {cfg.run.out} "
-              f"(final model {SELECTIONS[cfg.train.select]}, train.select {cfg.train.select})")
+        best = common.best_val_summary(state.best, state.last_val, cfg.val.every)
+        print(
+            f"pretrained {describe(cfg)} for {state.epoch} epochs on {cfg.data.dataset}: "
+            f"best val {cfg.val.ways}-way {cfg.val.shots}-shot accuracy {best}; seed {cfg.run.seed}; "
+            f"run folder {cfg.run.out} "
+            f"(final model {SELECTIONS[cfg.train.select]}, train.select {cfg.train.select})"
+        )
     return 0

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import argparse
 import glob
+from dataclasses import asdict
 from pathlib import Path
 
 from fewshot_cam.errors import UserError
-from fewshot_cam.evaluation.report import RESULT_HEADER, PAIRED_HEADER, build_report, format_report, write_report_csv
+from fewshot_cam.evaluation.report import build_report, format_report, write_report_csv
 from fewshot_cam.evaluation.results import read_result
 from fewshot_cam.evaluation.seeds import build_seed_report, format_seed_report, seed_report_record
 from fewshot_cam.io import write_json
@@ -76,8 +77,8 @@ def run(args: argparse.Namespace) -> int:
         for path in write_report_csv(args.csv, report):
             print(f"wrote {path}")
     if args.json:
-        record = {"kind": "runs", "results": [dict(zip(RESULT_HEADER, r)) for r in report.results],
-                  "paired": [dict(zip(PAIRED_HEADER, r)) for r in report.paired], "notes": report.notes}
+        record = {"kind": "runs", "results": [asdict(r) for r in report.results],
+                  "paired": [asdict(r) for r in report.paired], "notes": report.notes}
         print(f"wrote {write_json(args.json, record, REPORT_FORMAT)}")
     return 0
 

@@ -111,7 +111,9 @@ def resolve_named(refs: list[ImageRef], files: list[Path]) -> list[Path | None]:
             out.append(by_stem[ref.stem])
         elif ref.ravi is not None:
             if not 1 <= ref.ravi <= len(files):
-                raise UserError(f"Ravi index {ref.ravi} but class {ref.wnid} has {len(files)} ImageNet files", ref.where)
+                raise UserError(
+                    f"Ravi index {ref.ravi} but class {ref.wnid} has {len(files)} ImageNet files", ref.where
+                )
             out.append(files[ref.ravi - 1])
         else:
             out.append(None)

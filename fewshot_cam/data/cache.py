@@ -74,7 +74,12 @@ def load_entry(folder: Path, image_size: int | None = None) -> Split:
     n = len(meta["class_names"])
     if image_size is not None and images.shape[1:] != (image_size, image_size, 3):
         raise ValueError(f"images.npy has shape {images.shape}, expected (N, {image_size}, {image_size}, 3)")
-    if labels.dtype != np.int64 or labels.shape != images.shape[:1] or labels.size and not 0 <= labels.min() <= labels.max() < n:
+    if (
+        labels.dtype != np.int64
+        or labels.shape != images.shape[:1]
+        or labels.size
+        and not 0 <= labels.min() <= labels.max() < n
+    ):
         raise ValueError(f"labels.npy ({labels.shape} {labels.dtype}) does not fit {len(images)} images of {n} classes")
     if masks is not None and (masks.dtype != bool or masks.shape != images.shape[:3]):
         raise ValueError(f"masks.npy has shape {masks.shape}, expected {images.shape[:3]}")

@@ -15,6 +15,7 @@ from fewshot_cam.data.decode import Source, check_root, check_split
 from fewshot_cam.data.options import ReadOptions, changed, read_options
 from fewshot_cam.data.split import Split, concat_splits
 from fewshot_cam.errors import UserError
+from fewshot_cam.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -57,22 +58,25 @@ def _sizes(split: Split) -> dict[str, int]:
     return dict(zip(split.class_names, split.class_sizes()))
 
 
-DATASETS: dict[str, DatasetFormat] = {
-    "mini-imagenet": DatasetFormat(mini_imagenet.detect_layout, mini_imagenet.locate, mini_imagenet.read, mini_imagenet.class_sizes),
-    "tiered-imagenet": DatasetFormat(tiered_imagenet.detect_layout, tiered_imagenet.locate, tiered_imagenet.read, tiered_imagenet.class_sizes),
-    "imagefolder": DatasetFormat(imagefolder.detect_layout, imagefolder.locate, imagefolder.read, imagefolder.class_sizes),
-    "synthetic": SYNTHETIC,
-    "cub": DatasetFormat(cub.detect_layout, cub.locate, cub.read, cub.class_sizes, takes_options=True),
-    "filelist": DatasetFormat(closerlook.detect_layout, closerlook.locate, closerlook.read, closerlook.class_sizes,
-                              takes_options=True),
-}
+def _module_format(module, takes_options: bool = False) -> DatasetFormat:
+    return DatasetFormat(module.detect_layout, module.locate, module.read, module.class_sizes,
+                         takes_options=takes_options)
+
+
+DATASETS: Registry[DatasetFormat] = Registry("dataset")
+DATASETS.register("mini-imagenet", _module_format(mini_imagenet), help="miniImageNet (pickle or csv + images)")
+DATASETS.register("tiered-imagenet", _module_format(tiered_imagenet), help="tieredImageNet (pickles)")
+DATASETS.register("imagefolder", _module_format(imagefolder), help="ROOT/<split>/<class>/<image> folders")
+DATASETS.register("synthetic", SYNTHETIC, help="the built-in benchmark (no files)")
+DATASETS.register("cub", _module_format(cub, takes_options=True),
+                  help="CUB-200-2011 as distributed (Chen et al.'s splits, segmentation or box masks)")
+DATASETS.register("filelist", _module_format(closerlook, takes_options=True),
+                  help="CloserLook JSON filelists (base.json / val.json / novel.json)")
 Options = ReadOptions | dict | None
 
 
 def get_format(dataset: str) -> DatasetFormat:
-    if dataset not in DATASETS:
-        raise UserError(f"unknown dataset '{dataset}' (valid: {', '.join(DATASETS)})")
-    return DATASETS[dataset]
+    return DATASETS.get(dataset)
 
 
 def _root(dataset: str, root: str | Path | None) -> Path | None:
@@ -111,7 +115,9 @@ def split_parts(split: str) -> list[str]:
     return parts
 
 
-def load_split(dataset: str, root: str | Path | None, split: str, image_size: int = 84, options: Options = None) -> Split:
+def load_split(
+    dataset: str, root: str | Path | None, split: str, image_size: int = 84, options: Options = None
+) -> Split:
     """Split ``split`` ("train", "val", "test", or several joined by '+', e.g. "train+val+test") of
     ``dataset`` under ``root``, as uint8 at ``image_size``; ``options``: see :mod:`fewshot_cam.data.options`.
 
@@ -137,7 +143,9 @@ def class_sizes(dataset: str, root: str | Path | None, split: str, options: Opti
     return sizes
 
 
-def split_info(dataset: str, root: str | Path | None, split: str, image_size: int = 84, options: Options = None) -> dict:
+def split_info(
+    dataset: str, root: str | Path | None, split: str, image_size: int = 84, options: Options = None
+) -> dict:
     """For ``data info``: layout, number of classes and images, and whether it is cached at ``image_size``
     (None for data that is never cached: the in-memory synthetic benchmark)."""
     source = locate(dataset, root, split, options)

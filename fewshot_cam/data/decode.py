@@ -117,7 +117,9 @@ def resize_array(image: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(resize(Image.fromarray(image), size))
 
 
-def parallel_fill(out: np.ndarray, items: Sequence, fn: Callable[[Any], np.ndarray], where: Callable[[int], str], desc: str) -> np.ndarray:
+def parallel_fill(
+    out: np.ndarray, items: Sequence, fn: Callable[[Any], np.ndarray], where: Callable[[int], str], desc: str
+) -> np.ndarray:
     """``out[i] = fn(items[i])`` for all i in threads, with a progress bar for large splits.
 
     ``where(i)`` names item i (a file, or "index i of file") in the error a corrupt image raises.
@@ -137,7 +139,8 @@ def parallel_fill(out: np.ndarray, items: Sequence, fn: Callable[[Any], np.ndarr
         return min(start + _CHUNK, n) - start
 
     workers = min(8, os.cpu_count() or 1)
-    with ThreadPoolExecutor(workers) as pool, progress(total=n, desc=desc, unit="img", enabled=n >= PROGRESS_MIN) as bar:
+    bar = progress(total=n, desc=desc, unit="img", enabled=n >= PROGRESS_MIN)
+    with ThreadPoolExecutor(workers) as pool, bar:
         for done in pool.map(fill, range(0, n, _CHUNK)):
             bar.update(done)
     return out

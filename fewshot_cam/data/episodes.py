@@ -15,6 +15,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 import torch
+from torch.utils.data import Sampler
 
 from fewshot_cam.data.episode_file import (
     FORMAT,
@@ -70,16 +71,22 @@ class EpisodeSet:
         return self.indices[:, :, self.shots :]
 
 
-def index_table(source: Split | Sequence[int]) -> np.ndarray:
+def class_members(source: Split | Sequence[int]) -> list[np.ndarray]:
+    """The split indices of each class's images (canonical order); for a list of class sizes the
+    split is taken to hold its classes one after the other."""
+    if isinstance(source, Split):
+        return source.class_indices()
+    ends = np.cumsum([int(s) for s in source])
+    return [np.arange(e - s, e) for s, e in zip(source, ends)]
+
+
+def index_table(source: Split | Sequence[int] | list[np.ndarray]) -> np.ndarray:
     """(C, S) int64: split index of image j of class c (canonical order), -1 past the class's size.
 
-    For a list of class sizes the split is taken to hold its classes one after the other.
+    ``source``: a split, a list of class sizes (classes one after the other) or :func:`class_members`.
     """
-    if isinstance(source, Split):
-        members = source.class_indices()
-    else:
-        ends = np.cumsum([int(s) for s in source])
-        members = [np.arange(e - s, e) for s, e in zip(source, ends)]
+    given = isinstance(source, list) and bool(source) and isinstance(source[0], np.ndarray)
+    members = source if given else class_members(source)
     table = np.full((len(members), max((len(m) for m in members), default=0)), -1, dtype=np.int64)
     for c, m in enumerate(members):  # one row copy per class
         table[c, : len(m)] = m
@@ -102,10 +109,18 @@ def check_setting(sizes: Sequence[int], names: Sequence[str], where: str, ways: 
         )
 
 
-class EpisodeSampler:
+class EpisodeSampler(Sampler[list[int]]):
     """Draws N-way K-shot Q-query episodes uniformly: N distinct classes, then K+Q distinct images of each.
 
-    ``source`` is a :class:`Split` or a list of class sizes (classes stored one after another).
+    ``source`` is a :class:`Split` or a list of class sizes (classes stored one after another);
+    :meth:`from_labels` builds one from any labelled dataset's labels (e.g. ``ImageFolder.targets``).
+
+    It is a ``torch.utils.data.Sampler`` of episodes for ``DataLoader(dataset, batch_sampler=sampler)``:
+    each batch is one episode, N*(K+Q) dataset indices class-major (class n's K support images, then its
+    Q queries), so the episode labels are ``arange(N).repeat_interleave(K+Q)`` and
+    ``x.view(N, K+Q, ...)[:, :K]`` is the support set. ``episodes`` sets ``len(sampler)`` (one epoch);
+    without it iteration is endless.
+
     The sampler owns a ``np.random.Generator(PCG64(seed))`` and draws ``C + N*S`` uniforms per episode
     (C classes, S the largest class): the classes are the N smallest keys of the first C, the images of
     class n the K+Q smallest keys of its row (keys past the class's size pushed last). Episodes are a
@@ -113,17 +128,41 @@ class EpisodeSampler:
     iterating yields the same episodes one at a time.
     """
 
-    def __init__(self, source: Split | Sequence[int], ways: int, shots: int, queries: int, seed: int = 0) -> None:
+    def __init__(
+        self, source: Split | Sequence[int], ways: int, shots: int, queries: int, seed: int = 0,
+        episodes: int | None = None,
+    ) -> None:
+        super().__init__()
         if isinstance(source, Split):
-            sizes, names, where = source.class_sizes(), source.class_names, source.name or "<unnamed>"
+            names, where = list(source.class_names), source.name or "<unnamed>"
         else:
-            sizes, where = [int(s) for s in source], "<class sizes>"
-            names = [f"#{c}" for c in range(len(sizes))]
+            names, where = [f"#{c}" for c in range(len(source))], "<class sizes>"
+        self._setup(class_members(source), names, where, ways, shots, queries, seed, episodes)
+
+    @classmethod
+    def from_labels(
+        cls, labels: Sequence[int], ways: int, shots: int, queries: int, seed: int = 0, episodes: int | None = None
+    ) -> EpisodeSampler:
+        """A sampler over a dataset whose image i has class ``labels[i]`` (any order, any int labels)."""
+        labels = np.asarray(labels, dtype=np.int64).ravel()
+        classes, counts = np.unique(labels, return_counts=True)
+        members = np.split(np.argsort(labels, kind="stable"), np.cumsum(counts)[:-1])  # per class, dataset order
+        sampler = cls.__new__(cls)
+        Sampler.__init__(sampler)
+        sampler._setup(members, [f"label {c}" for c in classes], "<labels>", ways, shots, queries, seed, episodes)
+        return sampler
+
+    def _setup(self, members: list[np.ndarray], names: list[str], where: str, ways: int, shots: int, queries: int,
+               seed: int, episodes: int | None) -> None:
+        sizes = [len(m) for m in members]
         check_setting(sizes, names, where, ways, shots, queries)
         check_seed(seed)
-        self.ways, self.shots, self.queries, self.seed = int(ways), int(shots), int(queries), seed
+        if episodes is not None and episodes < 1:
+            raise UserError(f"number of episodes must be >= 1, got {episodes} (split {where})")
+        self.ways, self.shots, self.queries = int(ways), int(shots), int(queries)
+        self.seed, self.episodes = seed, episodes
         self._sizes = np.asarray(sizes, dtype=np.int64)
-        self._table = index_table(source)
+        self._table = index_table(members)
         self._rng = np.random.default_rng(seed)
 
     def sample_within(self, n: int, chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
@@ -148,10 +187,17 @@ class EpisodeSampler:
         classes, within = self.sample_within(n)
         return torch.from_numpy(self._table[classes[..., None], within])
 
-    def __iter__(self) -> Iterator[torch.Tensor]:
-        """Endless episodes, one (N, K+Q) tensor at a time."""
-        while True:
-            yield self.sample(1)[0]
+    def __iter__(self) -> Iterator[list[int]]:
+        """Episodes one at a time, each N*(K+Q) indices class-major (``episodes`` of them, else endless)."""
+        drawn = 0
+        while self.episodes is None or drawn < self.episodes:
+            drawn += 1
+            yield self.sample(1)[0].flatten().tolist()
+
+    def __len__(self) -> int:
+        if self.episodes is None:
+            raise TypeError("an EpisodeSampler without 'episodes' is endless and has no length")
+        return self.episodes
 
 
 BYTES_PER_INDEX = 96

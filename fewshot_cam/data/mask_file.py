@@ -98,8 +98,11 @@ def load_mask_file(path: str | Path, split: Split) -> tuple[np.ndarray, np.ndarr
         raise UserError(f"masks {masks.shape} / has_mask {has_mask.shape} do not fit images {split.images.shape}", path)
     moved = np.flatnonzero(paired_rms(array_thumbnails(split.images, SIGNATURE), data["thumbs"]) > PIXEL_MAX)
     if len(moved):
-        raise UserError(f"{len(moved)} images differ from those the masks were made for (first: image {moved[0]}, "
-                        f"class {split.class_names[split.labels[moved[0]]]!r}): the split changed or was reordered", path)
+        raise UserError(
+            f"{len(moved)} images differ from those the masks were made for (first: image {moved[0]}, "
+            f"class {split.class_names[split.labels[moved[0]]]!r}): the split changed or was reordered",
+            path,
+        )
     return masks, has_mask
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+
 class BadPixels(ValueError):
     """A readable image whose contents are wrong: zero size, values outside its mode's range, wrong mode."""
 

@@ -9,8 +9,9 @@ scalars. Anything else is refused *before* it is imported or called, with a
 
 What the real formats hold (learn2learn's mini-ImageNet cache pickles, Ren et al.'s tiered-ImageNet
 ``png-pkl`` files, both often written by Python 2): dicts, lists, str or bytes, ints, and numpy
-arrays. Python 2 names (``__builtin__.unicode``, ``long``) map to their Python 3 types, and Python 3 pickles of ``bytes`` at protocol <= 2 call ``_codecs.encode(text,
-'latin1')``, which is allowed only with that codec.
+arrays. Python 2 names (``__builtin__.unicode``, ``long``) map to their Python 3 types, and Python 3
+pickles of ``bytes`` at protocol <= 2 call ``_codecs.encode(text, 'latin1')``, which is allowed only
+with that codec.
 """
 
 from __future__ import annotations

@@ -119,7 +119,9 @@ def _save_part(path: Path, names: list[str], thumbs: np.ndarray, sizes: np.ndarr
     atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
-def class_thumbnails(jobs: dict[str, list[Path]], parts: Path, workers: int) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+def class_thumbnails(
+    jobs: dict[str, list[Path]], parts: Path, workers: int
+) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
     """Yield (wnid, thumbs, sizes) for every class of ``jobs`` (wnid -> its files), decoding each class
     once in ``workers`` processes and keeping the result in ``parts/<wnid>.npz`` (reused on resume)."""
     parts.mkdir(parents=True, exist_ok=True)

@@ -83,7 +83,9 @@ def concat_splits(parts: Sequence[Split], name: str) -> Split:
     for part in parts:
         for c in part.class_names:
             if c in seen:
-                raise UserError(f"class '{c}' is in both {seen[c]} and {part.name}: splits to join must not share classes")
+                raise UserError(
+                    f"class '{c}' is in both {seen[c]} and {part.name}: splits to join must not share classes"
+                )
             seen[c] = part.name
     class_names = tuple(sorted(seen))
     lookup = {c: i for i, c in enumerate(class_names)}

@@ -161,12 +161,13 @@ def write_synthetic(out_dir: str | Path, cfg: SynthConfig = SynthConfig()) -> Pa
     """Write the benchmark as image folders: ``out/{split}/<class>/<i:05d>.png``, masks (0/255) under
     ``out/masks/{split}/<class>/<i:05d>.png``. Readable back with the ``imagefolder`` dataset."""
     from PIL import Image
-    from tqdm import tqdm
+
+    from fewshot_cam.progress import progress
 
     out = Path(out_dir)
     for split in SPLITS:
         s = generate_split(split, cfg)
-        for c, idx in enumerate(tqdm(s.class_indices(), desc=f"write {split}", disable=None)):
+        for c, idx in enumerate(progress(s.class_indices(), desc=f"write {split}", leave=True)):
             folders = [out / split / s.class_names[c], out / "masks" / split / s.class_names[c]]
             for folder in folders:
                 folder.mkdir(parents=True, exist_ok=True)

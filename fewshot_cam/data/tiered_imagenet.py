@@ -69,7 +69,9 @@ def class_names_per_image(path: Path) -> list[str]:
     if "label_specific_str" not in data:
         return [str(label) for label in labels]
     strings = data["label_specific_str"]
-    if not isinstance(strings, (list, tuple, np.ndarray)) or any(not isinstance(n, (str, bytes, np.str_, np.bytes_)) for n in strings):
+    if not isinstance(strings, (list, tuple, np.ndarray)) or any(
+        not isinstance(n, (str, bytes, np.str_, np.bytes_)) for n in strings
+    ):
         raise UserError("label_specific_str must be a list of class names (str or bytes)", path)
     names = [to_str(n) for n in strings]
     if len(labels) and labels.max() >= len(names):
@@ -79,7 +81,12 @@ def class_names_per_image(path: Path) -> list[str]:
 
 def check_png_list(images: object, path: Path) -> None:
     """A list (or 1-D object array) of PNG files as bytes or uint8 arrays; UserError otherwise."""
-    listed = isinstance(images, (list, tuple)) or isinstance(images, np.ndarray) and images.dtype == object and images.ndim == 1
+    listed = (
+        isinstance(images, (list, tuple))
+        or isinstance(images, np.ndarray)
+        and images.dtype == object
+        and images.ndim == 1
+    )
     if not listed:
         raise UserError(f"expected a list of PNG byte arrays, got {type(images).__name__}", path)
     for i, b in enumerate(images):

@@ -2,23 +2,52 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Sequence
 
-from fewshot_cam.evaluation.paired import PairedComparison, compare_paired
+from fewshot_cam.evaluation.paired import compare_paired
 from fewshot_cam.evaluation.results import EvalResult, markdown_table, write_csv
+from fewshot_cam.stats import format_ci
 
-RESULT_HEADER = ("run", "method", "setting", "mean", "ci95", "n")
-PAIRED_HEADER = ("run_a", "run_b", "method", "setting", "mean_diff", "ci95", "n", "t_test_p", "wilcoxon_p")
+
+@dataclass(frozen=True)
+class ResultRow:
+    """One method of one run: mean accuracy +- 95% CI (percent) over n episodes."""
+
+    run: str
+    method: str
+    setting: str
+    mean: float
+    ci95: float
+    n: int
+
+
+@dataclass(frozen=True)
+class PairedRow:
+    """Run a - run b on one shared method: mean difference +- 95% CI (points), n episodes, two p-values."""
+
+    run_a: str
+    run_b: str
+    method: str
+    setting: str
+    mean_diff: float
+    ci95: float
+    n: int
+    t_test_p: float
+    wilcoxon_p: float
+
+
+RESULT_HEADER = tuple(f.name for f in fields(ResultRow))
+PAIRED_HEADER = tuple(f.name for f in fields(PairedRow))
 
 
 @dataclass(frozen=True)
 class Report:
     """One row per (run, method); one paired row per (run a, run b, shared method); notes on skipped pairs."""
 
-    results: list[tuple]
-    paired: list[tuple]
+    results: list[ResultRow]
+    paired: list[PairedRow]
     notes: list[str]
 
 
@@ -50,7 +79,8 @@ def build_report(runs: Sequence[tuple[str, EvalResult]], baseline: str | None = 
     """``runs``: (name, result) pairs. Paired rows compare every pair of runs (each run against
     ``baseline`` when given) on each method both hold, when the runs share their episodes."""
     names = [name for name, _ in runs]
-    results = [(name, m.method, r.setting(), m.mean, m.ci95, len(m.per_episode)) for name, r in runs for m in r.results]
+    results = [ResultRow(name, m.method, r.setting(), m.mean, m.ci95, len(m.per_episode))
+               for name, r in runs for m in r.results]
     paired, notes = [], []
     for i, j in _pairs(names, baseline):
         (name_a, a), (name_b, b) = runs[i], runs[j]
@@ -61,21 +91,18 @@ def build_report(runs: Sequence[tuple[str, EvalResult]], baseline: str | None = 
         for m in a.results:
             if m.method in methods_b:
                 c = compare_paired(m.per_episode, methods_b[m.method].per_episode)
-                paired.append((name_a, name_b, m.method, a.setting(), *_paired_values(c)))
+                paired.append(PairedRow(name_a, name_b, m.method, a.setting(), c.mean_diff, c.ci95, c.n,
+                                        c.t_pvalue, c.wilcoxon_pvalue))
     return Report(results, paired, notes)
-
-
-def _paired_values(c: PairedComparison) -> tuple:
-    return c.mean_diff, c.ci95, c.n, c.t_pvalue, c.wilcoxon_pvalue
 
 
 def format_report(report: Report) -> str:
     """Markdown: the results table, then the paired comparisons (a - b, points of accuracy) and notes."""
-    rows = [(run, m, s, f"{mean:.2f} +- {ci:.2f}", n) for run, m, s, mean, ci, n in report.results]
+    rows = [(r.run, r.method, r.setting, format_ci(r.mean, r.ci95), r.n) for r in report.results]
     text = markdown_table(("run", "method", "setting", "accuracy % (95% CI)", "episodes"), rows)
     if report.paired:
-        rows = [(a, b, m, s, f"{d:+.2f} +- {ci:.2f}", n, f"{tp:.3g}", f"{wp:.3g}")
-                for a, b, m, s, d, ci, n, tp, wp in report.paired]
+        rows = [(p.run_a, p.run_b, p.method, p.setting, format_ci(p.mean_diff, p.ci95, signed=True), p.n,
+                 f"{p.t_test_p:.3g}", f"{p.wilcoxon_p:.3g}") for p in report.paired]
         header = ("run a", "run b", "method", "setting", "a - b (95% CI)", "episodes", "paired t p", "Wilcoxon p")
         text += "\n\nPaired comparisons on shared episodes:\n\n" + markdown_table(header, rows)
     if report.notes:

@@ -12,16 +12,17 @@ One JSON object (``FORMAT`` = "fewshot-cam-eval/1")::
 Accuracies are percentages. ``seed`` seeds the episode sampler when no episode file is used, and the
 fitted methods (Baseline, Baseline++) in every case. ``train_seed`` is the checkpoint's training seed
 (``config.run.seed``) and ``train_config`` its whole resolved config (null when the checkpoint holds
-none); ``fewshot-cam report --group`` combines results over training seeds by them. Two results are on the same episodes when their
-fingerprint, setting, number of episodes and ``episodes_hash`` agree.
+none); ``fewshot-cam report --group`` combines results over training seeds by them. Two results are
+on the same episodes when their fingerprint, setting, number of episodes and ``episodes_hash`` agree.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, astuple, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -29,7 +30,8 @@ import numpy as np
 import torch
 
 from fewshot_cam.errors import UserError
-from fewshot_cam.stats import mean_ci95
+from fewshot_cam.io import atomic_write, read_json
+from fewshot_cam.stats import format_ci, mean_ci95
 
 FORMAT = "fewshot-cam-eval/1"
 
@@ -82,13 +84,11 @@ def episodes_hash(indices: torch.Tensor) -> str:
 
 
 def write_result(path: str | Path, result: EvalResult) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """The result as JSON (``format`` first, one line per method), written atomically."""
     record = {"format": FORMAT, **asdict(result)}
     entries = [json.dumps(entry) for entry in record.pop("results")]  # one line per method
     head = json.dumps(record, indent=1)[:-2]
-    path.write_text(head + ',\n "results": [\n  ' + ",\n  ".join(entries) + "\n ]\n}\n")
-    return path
+    return atomic_write(path, head + ',\n "results": [\n  ' + ",\n  ".join(entries) + "\n ]\n}\n")
 
 
 _TYPES = {"ways": int, "shots": int, "queries": int, "n_episodes": int, "seed": int, "fingerprint": str,
@@ -98,13 +98,8 @@ _TYPES = {"ways": int, "shots": int, "queries": int, "n_episodes": int, "seed": 
 def read_result(path: str | Path) -> EvalResult:
     """Read a result JSON; UserError naming the key for anything missing or malformed."""
     path = Path(path)
-    try:
-        record = json.loads(path.read_text())
-    except OSError as err:
-        raise UserError(f"cannot read results file ({err.strerror or err})", path) from None
-    except ValueError as err:
-        raise UserError(f"results file is not JSON ({err})", path) from None
-    if not isinstance(record, dict) or record.get("format") != FORMAT:
+    record = read_json(path)
+    if record.get("format") != FORMAT:
         raise UserError(f"not a fewshot-cam eval result (format must be '{FORMAT}')", path)
     for key, tp in _TYPES.items():
         if not isinstance(record.get(key), tp) or isinstance(record.get(key), bool):
@@ -148,17 +143,16 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 def format_result(result: EvalResult) -> str:
     """The table ``fewshot-cam eval`` prints: method, mean accuracy % +- 95% CI, episodes."""
-    rows = [(r.method, f"{r.mean:.2f} +- {r.ci95:.2f}", str(len(r.per_episode))) for r in result.results]
+    rows = [(r.method, format_ci(r.mean, r.ci95), str(len(r.per_episode))) for r in result.results]
     head = (f"{result.setting()} {result.queries}-query on {result.dataset}/{result.split}: {result.n_episodes} "
             f"episodes from {result.episodes_source()} (split fingerprint {result.fingerprint})")
     return head + "\n\n" + markdown_table(("method", "accuracy % (95% CI)", "episodes"), rows)
 
 
 def write_csv(path: str | Path, header: Sequence[str], rows: Sequence[Sequence]) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows(rows)
-    return path
+    """A CSV table, written atomically; ``rows`` are sequences or dataclasses (their fields in order)."""
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(header)
+    writer.writerows(astuple(r) if is_dataclass(r) else r for r in rows)
+    return atomic_write(path, text.getvalue())

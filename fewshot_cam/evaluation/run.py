@@ -21,8 +21,8 @@ from fewshot_cam.data.episodes import EpisodeSet, find_shipped_episodes, load_ep
 from fewshot_cam.data.options import OPTION_KEYS
 from fewshot_cam.data.split import Split
 from fewshot_cam.errors import UserError
-from fewshot_cam.evaluation.episodic import DEFAULT_METHODS, check_methods, evaluate_episodes
 from fewshot_cam.evaluation.results import EvalResult, MethodResult, episodes_hash
+from fewshot_cam.fewshot.episodic import DEFAULT_METHODS, check_methods, evaluate_episodes
 from fewshot_cam.models.checkpoint import final_checkpoint, load_model
 from fewshot_cam.models.features import extract_features
 
@@ -149,13 +149,22 @@ def run_evaluation(request: EvalRequest, device: torch.device, progress: bool = 
         features, indices, episodes.shots, methods, request.batch_size, request.seed, progress
     )
     return EvalResult(
-        ways=episodes.ways, shots=episodes.shots, queries=episodes.queries, n_episodes=episodes.n,
-        episode_file=None if episodes.path is None else str(episodes.path), seed=request.seed,
-        fingerprint=episodes.fingerprint, episodes_hash=episodes_hash(episodes.indices),
-        checkpoint=str(final_checkpoint(request.checkpoint) if Path(request.checkpoint).is_dir() else request.checkpoint),
-        dataset=dataset, split=request.split,
+        ways=episodes.ways,
+        shots=episodes.shots,
+        queries=episodes.queries,
+        n_episodes=episodes.n,
+        episode_file=None if episodes.path is None else str(episodes.path),
+        seed=request.seed,
+        fingerprint=episodes.fingerprint,
+        episodes_hash=episodes_hash(episodes.indices),
+        checkpoint=str(
+            final_checkpoint(request.checkpoint) if Path(request.checkpoint).is_dir() else request.checkpoint
+        ),
+        dataset=dataset,
+        split=request.split,
         results=tuple(MethodResult.from_accuracies(reported_name(m, ckpt), accuracies[m]) for m in methods),
-        train_seed=training_seed(ckpt), train_config=ckpt.get("config"),
+        train_seed=training_seed(ckpt),
+        train_config=ckpt.get("config"),
     )
 
 

@@ -122,7 +122,9 @@ def build_seed_report(groups: dict[str, Sequence[tuple[str, EvalResult]]], basel
         for key in [k for k in tables[a] if k in tables[b]]:  # group a's order
             pair = seed_pair(a, b, key, tables[a][key], tables[b][key])
             if pair is None:
-                notes.append(f"{a} vs {b}, {key[0]} {setting_name(key)}: not paired (no shared seed on the same episodes)")
+                notes.append(
+                    f"{a} vs {b}, {key[0]} {setting_name(key)}: not paired (no shared seed on the same episodes)"
+                )
             else:
                 pairs.append(pair)
     return SeedReport(seed_rows(tables), pairs, notes)
@@ -136,10 +138,23 @@ def format_seed_report(report: SeedReport) -> str:
               "per seed: mean +- episode CI")
     text = "Accuracy over training seeds (CI: t over seeds, n-1 df):\n\n" + markdown_table(header, rows)
     if report.pairs:
-        rows = [(p.group_a, p.group_b, p.key[0], setting_name(p.key),
-                 f"{p.over_seeds.mean_diff:+.2f} +- {p.over_seeds.ci95:.2f}", len(p.seeds), f"{p.over_seeds.t_pvalue:.3g}",
-                 p.n_episodes, "; ".join(f"s{s}: {c.mean_diff:+.2f} +- {c.ci95:.2f} (p {c.t_pvalue:.3g})"
-                                         for s, c in zip(p.seeds, p.per_seed))) for p in report.pairs]
+        rows = [
+            (
+                p.group_a,
+                p.group_b,
+                p.key[0],
+                setting_name(p.key),
+                f"{p.over_seeds.mean_diff:+.2f} +- {p.over_seeds.ci95:.2f}",
+                len(p.seeds),
+                f"{p.over_seeds.t_pvalue:.3g}",
+                p.n_episodes,
+                "; ".join(
+                    f"s{s}: {c.mean_diff:+.2f} +- {c.ci95:.2f} (p {c.t_pvalue:.3g})"
+                    for s, c in zip(p.seeds, p.per_seed)
+                ),
+            )
+            for p in report.pairs
+        ]
         header = ("group a", "group b", "method", "setting", "a - b over seeds (95% CI)", "seeds",
                   "paired t p (seeds)", "episodes/seed", "per seed: a - b on shared episodes (paired t p)")
         text += "\n\nPaired by training seed on the same frozen episodes:\n\n" + markdown_table(header, rows)

@@ -92,5 +92,6 @@ def total_loss(
         with torch.no_grad():
             cam = cam_loss(features, weight, target, cfg.distance)
         loss = ce
-    parts = {"ce": ce.detach(), "cam": cam.detach(), "alpha": torch.full((), alpha, device=ce.device)}  # a fill, not a host copy: no GPU sync
+    alpha_t = torch.full((), alpha, device=ce.device)  # a fill, not a host copy: no GPU sync
+    parts = {"ce": ce.detach(), "cam": cam.detach(), "alpha": alpha_t}
     return loss, parts

@@ -30,7 +30,6 @@ tau = 4 and mode "kd" is RFS-distill (Tian et al., ECCV 2020: ``train_distillati
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal, NamedTuple
 
 import torch
@@ -40,7 +39,6 @@ import torch.nn.functional as F
 from fewshot_cam.errors import UserError
 from fewshot_cam.losses.camloss import DISTANCES
 from fewshot_cam.models.cam import caam, minmax_normalize, target_cam
-from fewshot_cam.models.checkpoint import load_model
 
 Distance = Literal["l1", "l2"]
 
@@ -101,18 +99,6 @@ class TeacherOutput(NamedTuple):
     features: torch.Tensor  # (B, C_t, h_t, w_t)
     weight: torch.Tensor  # (K, C_t)
     stages: list[torch.Tensor] | None = None  # every stage's map, for "zk-at"
-
-
-def load_teacher(path: str | Path, num_classes: int, map_location: str | torch.device = "cpu") -> nn.Module:
-    """The frozen teacher: eval mode, no parameter requires grad. UserError if its classes differ."""
-    teacher, ckpt = load_model(path, map_location=map_location)
-    if int(ckpt["num_classes"]) != num_classes:
-        raise UserError(
-            f"teacher has {ckpt['num_classes']} classes but the student is trained on {num_classes}; "
-            "distillation needs the same base classes",
-            path,
-        )
-    return teacher.eval().requires_grad_(False)
 
 
 @torch.no_grad()

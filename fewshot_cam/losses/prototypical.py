@@ -1,8 +1,7 @@
-"""Prototypical networks (Snell et al., "Prototypical Networks for Few-shot Learning", NeurIPS 2017).
+"""The episodic loss of prototypical networks (Snell et al., "Prototypical Networks for Few-shot
+Learning", NeurIPS 2017): cross-entropy over :func:`fewshot_cam.fewshot.protonet.protonet_logits`.
 
-c_n = 1/K sum_k f(x_{n,k}) (class prototype), p(y = n | q) = softmax_n(-d(f(q), c_n)),
-with d the squared Euclidean distance, or, for the cosine variant, logits s * cos(f(q), c_n).
-Everything is batched over E episodes; all maths in float32.
+L = -1/(NQ) sum_q log softmax_n(-d(f(q), c_n)), averaged over the E episodes of a step.
 """
 
 from __future__ import annotations
@@ -10,35 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from fewshot_cam.errors import UserError
-
-METRICS = ("euclidean", "cosine")
-
-
-def prototypes(support: torch.Tensor) -> torch.Tensor:
-    """Class means. support: (E, N, K, D) -> (E, N, D)."""
-    return support.float().mean(dim=2)
-
-
-def protonet_logits(
-    query: torch.Tensor, protos: torch.Tensor, metric: str = "euclidean", scale: float = 10.0
-) -> torch.Tensor:
-    """query: (E, M, D), protos: (E, N, D) -> logits (E, M, N).
-
-    "euclidean": -||q - c||^2 = 2 q.c - |c|^2 - |q|^2 (one bmm; clamped so distances are >= 0);
-    "cosine": ``scale`` * cos(q, c).
-    """
-    query, protos = query.float(), protos.float()
-    if metric == "euclidean":
-        dots = torch.bmm(query, protos.transpose(1, 2))  # (E, M, N)
-        q2 = query.square().sum(-1, keepdim=True)  # (E, M, 1)
-        c2 = protos.square().sum(-1).unsqueeze(1)  # (E, 1, N)
-        return -(q2 + c2 - 2 * dots).clamp_min(0)
-    if metric == "cosine":
-        q = F.normalize(query, dim=-1)
-        c = F.normalize(protos, dim=-1)
-        return scale * torch.bmm(q, c.transpose(1, 2))  # (E, M, N)
-    raise UserError(f"unknown ProtoNet metric '{metric}' (valid: {', '.join(METRICS)})")
+from fewshot_cam.fewshot.protonet import protonet_logits, prototypes
 
 
 def prototypical_loss(

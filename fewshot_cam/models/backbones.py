@@ -16,6 +16,7 @@ import torch.nn as nn
 
 from fewshot_cam.errors import UserError
 from fewshot_cam.models.resnet import ResNet12, ResNet18
+from fewshot_cam.registry import Registry
 
 
 def conv_block(in_channels: int, out_channels: int, pool: bool = True) -> nn.Sequential:
@@ -88,21 +89,18 @@ def resnet18() -> nn.Module:
     return ResNet18()
 
 
-BACKBONES: dict[str, Callable[..., nn.Module]] = {
-    "conv4": conv4,
-    "conv4-2pool": conv4_2pool,
-    "tiny": tiny,
-    "resnet12": resnet12,
-    "resnet12-tiny": resnet12_tiny,
-    "resnet18": resnet18,
-}
+BACKBONES: Registry[Callable[..., nn.Module]] = Registry("backbone")
+BACKBONES.register("conv4", conv4, help="Conv-4, 64 channels, 4 pools (Snell et al. 2017)")
+BACKBONES.register("conv4-2pool", conv4_2pool, help="Conv-4 with 2 pools (Relation Network embedding)")
+BACKBONES.register("tiny", tiny, help="test-sized Conv")
+BACKBONES.register("resnet12", resnet12, help="ResNet-12, 64-160-320-640 (Lee et al. 2019)")
+BACKBONES.register("resnet12-tiny", resnet12_tiny, help="test-sized ResNet-12")
+BACKBONES.register("resnet18", resnet18, help="torchvision ResNet-18 (He et al. 2016) without avgpool and fc")
 
 
 def build_backbone(name: str, **options) -> nn.Module:
     """Construct backbone ``name`` from ``BACKBONES``; an option it does not take raises UserError."""
-    if name not in BACKBONES:
-        raise UserError(f"unknown backbone '{name}' (valid: {', '.join(sorted(BACKBONES))})")
-    ctor = BACKBONES[name]
+    ctor = BACKBONES.get(name)
     accepted = set(inspect.signature(ctor).parameters)
     unknown = sorted(set(options) - accepted)
     if unknown:

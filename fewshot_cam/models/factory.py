@@ -16,13 +16,14 @@ from fewshot_cam.errors import UserError
 from fewshot_cam.models.backbones import BACKBONES, build_backbone
 from fewshot_cam.models.classifier import NORMALIZATIONS, POOLS, CosineHead, FewShotClassifier, LinearHead
 from fewshot_cam.models.saol import SAOLHead, SAOLRawLogitPSPHead
+from fewshot_cam.registry import Registry
 
-HEADS: dict[str, Callable[[int, int], nn.Module]] = {
-    "linear": LinearHead,
-    "cosine": CosineHead,
-    "saol": SAOLHead,
-    "saol-rawlogit-psp": SAOLRawLogitPSPHead,
-}
+HEADS: Registry[Callable[[int, int], nn.Module]] = Registry("head")
+HEADS.register("linear", LinearHead, help="global average pooling + linear layer")
+HEADS.register("cosine", CosineHead, help="cosine classifier (Chen et al. 2019 distLinear): Baseline++ pretraining")
+HEADS.register("saol", SAOLHead, help="Spatially Attentive Output Layer (Kim et al., CVPR 2020, Eq. 2)")
+HEADS.register("saol-rawlogit-psp", SAOLRawLogitPSPHead,
+               help="our earlier SAOL variant: attention-weighted raw logits, pooling-pyramid decoder")
 STAGE_HEADS = frozenset({"saol"})
 
 
@@ -50,10 +51,8 @@ class ModelConfig:
     map, as ProtoNet's Conv-4: 1600-d at 84 px). The classification head and CAMs use the map either way."""
 
     def __post_init__(self) -> None:
-        if self.backbone not in BACKBONES:
-            raise UserError(f"unknown backbone '{self.backbone}' (valid: {', '.join(sorted(BACKBONES))})")
-        if self.head not in HEADS:
-            raise UserError(f"unknown head '{self.head}' (valid: {', '.join(sorted(HEADS))})")
+        BACKBONES.get(self.backbone)
+        HEADS.get(self.head)
         if self.normalization not in NORMALIZATIONS:
             raise UserError(f"unknown model.normalization '{self.normalization}' (valid: {', '.join(NORMALIZATIONS)})")
         if self.pool not in POOLS:
@@ -62,12 +61,11 @@ class ModelConfig:
 
 def build_model(cfg: ModelConfig, num_classes: int) -> FewShotClassifier:
     """Backbone ``cfg.backbone`` + head ``cfg.head`` over ``num_classes`` base classes, on the CPU."""
-    if cfg.head not in HEADS:
-        raise UserError(f"unknown head '{cfg.head}' (valid: {', '.join(sorted(HEADS))})")
+    head = HEADS.get(cfg.head)
     if num_classes < 1:
         raise UserError(f"a classifier needs at least one class, got num_classes={num_classes}")
     options = {"drop_block": True} if cfg.drop_block else {}
     backbone = build_backbone(cfg.backbone, **options)
     stages = cfg.head in STAGE_HEADS
-    head = HEADS[cfg.head](backbone.stage_channels if stages else backbone.out_channels, num_classes)
+    head = HEADS.get(cfg.head)(backbone.stage_channels if stages else backbone.out_channels, num_classes)
     return FewShotClassifier(backbone, head, cfg.normalization, cfg.pool, head_takes_stages=stages)

@@ -4,10 +4,11 @@ Prototypical loss (Snell et al., "Prototypical Networks for Few-shot Learning", 
 N-way K-shot Q-query episodes of the base classes: c_n = 1/K sum_k f(x_{n,k}),
 L = -1/(NQ) sum_q log softmax_n(-d(f(q), c_n)), averaged over the E episodes of a step, starting from
 the pretrained weights as in Meta-Baseline (Chen et al., "Meta-Baseline: Exploring Simple
-Meta-Learning for Few-Shot Learning", ICCV 2021). The pretraining machinery is reused as is: the
-optimiser and its per-step schedule, the few-shot validation that picks ``best.pt``, the run folder,
-checkpoints (same payload, same ``model_config``, ``num_classes`` and head weights as the pretrained
-checkpoint, so ``fewshot-cam eval`` and the CAM analysis read them), resume and the non-finite stop.
+Meta-Learning for Few-Shot Learning", ICCV 2021). The run machinery pretraining uses is shared
+(:mod:`.state`, :mod:`.runner`): the optimiser and its per-step schedule, the epoch runner, the few-shot
+validation that picks ``best.pt``, the run folder, checkpoints (same payload, same ``model_config``,
+``num_classes`` and head weights as the pretrained checkpoint, so ``fewshot-cam eval`` and the CAM
+analysis read them), resume and the non-finite stop.
 
 Randomness: epoch e draws its episodes from seed (run.seed, e, 0) and its augmentation from
 (run.seed, e, 2 + 2 rank), so a resumed run ends exactly where an uninterrupted one does.
@@ -32,15 +33,14 @@ from fewshot_cam.losses.prototypical import prototypical_loss
 from fewshot_cam.models.checkpoint import load_model
 from fewshot_cam.models.classifier import FewShotClassifier
 from fewshot_cam.models.factory import ModelConfig
-from fewshot_cam.progress import progress
+from fewshot_cam.registry import Registry
 from fewshot_cam.training import distributed
 from fewshot_cam.training.augment import AugmentConfig
 from fewshot_cam.training.config import DataConfig, RunConfig
-from fewshot_cam.training.loop import NO_STEP, EpochInputs, _check_finite, autocast_for, epoch_seed, make_batch
 from fewshot_cam.training.optim import OptimConfig, build_optimizer, build_scheduler
-from fewshot_cam.training.pretrain import Pretraining, load_data, open_run, run_epochs, start_run
+from fewshot_cam.training.runner import autocast_for, epoch_seed, run_epoch, run_epochs
+from fewshot_cam.training.state import EpochInputs, RunState, load_data, make_batch, open_run, start_run
 from fewshot_cam.training.validation import ValConfig, sample_episodes
-
 
 NO_AUTOCAST = contextlib.nullcontext()
 
@@ -92,10 +92,9 @@ class MetaTrainConfig:
 
 
 @dataclass
-class MetaTraining(Pretraining):
-    """The state of one run: ``Pretraining``'s fields (so its resume and end_epoch apply) plus the split."""
+class MetaTraining(RunState):
+    """One meta-training run (:class:`~fewshot_cam.training.state.RunState`) and its training split."""
 
-    cfg: MetaTrainConfig
     train: Split | None = None
 
 
@@ -137,15 +136,15 @@ def learn2learn_episodes(split: Split, ways: int, shots: int, queries: int, n: i
 
 
 # name -> (split, ways, shots, queries, n, seed) -> (n, N, K+Q) indices into the split
-SAMPLERS: dict[str, Callable[..., torch.Tensor]] = {"native": native_episodes, "learn2learn": learn2learn_episodes}
+SAMPLERS: Registry[Callable[..., torch.Tensor]] = Registry("sampler")
+SAMPLERS.register("native", native_episodes, help="our vectorised EpisodeSampler")
+SAMPLERS.register("learn2learn", learn2learn_episodes, help="learn2learn's TaskDataset (same seeding)")
 
 
 def epoch_episodes(split: Split, cfg: MetaTrainConfig, epoch: int) -> torch.Tensor:
     """Epoch ``epoch``'s episodes, one row of E per optimiser step: (steps, E, N, K+Q)."""
-    if cfg.sampler not in SAMPLERS:
-        raise UserError(f"unknown sampler '{cfg.sampler}' (valid: {', '.join(sorted(SAMPLERS))})")
     steps, seed = cfg.steps_per_epoch, epoch_seed(cfg.run.seed, epoch, 0)
-    episodes = SAMPLERS[cfg.sampler](split, cfg.ways, cfg.shots, cfg.queries, steps * cfg.tasks_per_step, seed)
+    episodes = SAMPLERS.get(cfg.sampler)(split, cfg.ways, cfg.shots, cfg.queries, steps * cfg.tasks_per_step, seed)
     return episodes.view(steps, cfg.tasks_per_step, cfg.ways, cfg.shots + cfg.queries)
 
 
@@ -190,31 +189,17 @@ class Embed(nn.Module):
 
 def train_one_epoch(state: MetaTraining, epoch: int, autocast: contextlib.AbstractContextManager) -> dict[str, float]:
     """Train one epoch (``epoch`` 1-based) -> means over steps and ranks: loss, train_acc (%)."""
-    cfg, info, device = state.cfg, state.info, state.device
-    state.model.train()
-    torch.manual_seed(epoch_seed(cfg.run.seed, epoch, 1 + 2 * info.rank))  # dropout, DropBlock
-    generator = torch.Generator().manual_seed(epoch_seed(cfg.run.seed, epoch, 2 + 2 * info.rank))  # augmentation
+    cfg = state.cfg
     episodes = epoch_episodes(state.train, cfg, epoch)  # (steps, E, N, K+Q)
-    sums = torch.zeros(2, device=device)  # loss, accuracy
-    bad_step = torch.tensor(NO_STEP, device=device)
-    show = cfg.run.progress and info.is_main
-    bar = progress(total=len(episodes), desc=f"epoch {epoch}", enabled=show, unit="step")
-    for step, batch in enumerate(episodes):
-        local = distributed.shard(batch, info)  # (E / world_size, N, K+Q)
-        x, _ = make_batch(state.data, local.flatten(), device, generator)  # (E*N*(K+Q), 3, H, W)
+
+    def step(i: int, local: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        x, _ = make_batch(state.data, local.flatten(), state.device, generator)  # (E'*N*(K+Q), 3, H, W)
         loss, accuracy = meta_step(
             state.forward, state.optimizer, state.scheduler, x, tuple(local.shape), cfg.shots, cfg.metric, autocast
         )
-        sums += torch.stack([loss, accuracy])
-        bad_step = torch.where(torch.isfinite(loss) | (bad_step != NO_STEP), bad_step, step)
-        if (step + 1) % cfg.run.log_every == 0 or step + 1 == len(episodes):
-            _check_finite(bad_step, epoch, len(episodes), info)
-            bar.set_postfix(loss=f"{sums[0].item() / (step + 1):.3f}", acc=f"{100 * sums[1].item() / (step + 1):.1f}")
-        bar.update()
-    bar.close()
-    distributed.broadcast_buffers(state.model, info)
-    sums = (distributed.all_reduce(sums, info) / (len(episodes) * info.world_size)).tolist()
-    return {"loss": sums[0], "train_acc": 100.0 * sums[1]}
+        return {"loss": loss, "train_acc": 100.0 * accuracy}
+
+    return run_epoch(state, episodes, step, ("loss", "train_acc"), epoch)
 
 
 def setup(cfg: MetaTrainConfig, model: FewShotClassifier, class_names: tuple[str, ...], device: torch.device,

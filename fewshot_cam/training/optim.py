@@ -18,6 +18,7 @@ import torch
 import torch.nn as nn
 
 from fewshot_cam.errors import UserError
+from fewshot_cam.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -60,18 +61,16 @@ def constant_factor(t: float, cfg: OptimConfig) -> float:
     return 1.0
 
 
-SCHEDULES: dict[str, Callable[[float, OptimConfig], float]] = {
-    "multistep": multistep_factor,
-    "cosine": cosine_factor,
-    "constant": constant_factor,
-}
+# schedule(t: epochs done, fractional, cfg) -> multiplier of cfg.lr
+SCHEDULES: Registry[Callable[[float, OptimConfig], float]] = Registry("schedule")
+SCHEDULES.register("multistep", multistep_factor, help="x gamma at each of the milestones (epochs)")
+SCHEDULES.register("cosine", cosine_factor, help="cosine from lr to 0 over the epochs")
+SCHEDULES.register("constant", constant_factor, help="lr throughout")
 
 
 def lr_factor(step: int, cfg: OptimConfig, steps_per_epoch: int) -> float:
     """Multiplier of ``cfg.lr`` for optimiser step ``step`` (0-based)."""
-    if cfg.schedule not in SCHEDULES:
-        raise UserError(f"unknown schedule '{cfg.schedule}' (valid: {', '.join(sorted(SCHEDULES))})")
-    factor = SCHEDULES[cfg.schedule](step / steps_per_epoch, cfg)
+    factor = SCHEDULES.get(cfg.schedule)(step / steps_per_epoch, cfg)
     warmup_steps = cfg.lr_warmup_epochs * steps_per_epoch
     if step < warmup_steps:
         factor *= (step + 1) / warmup_steps
@@ -81,13 +80,16 @@ def lr_factor(step: int, cfg: OptimConfig, steps_per_epoch: int) -> float:
 def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.SGD:
     """SGD with momentum and weight decay over every trainable parameter."""
     if cfg.lr <= 0 or cfg.batch_size < 1 or cfg.epochs < 1:
-        raise UserError(f"optim needs lr > 0, batch_size >= 1, epochs >= 1 (got {cfg.lr}, {cfg.batch_size}, {cfg.epochs})")
+        got = f"{cfg.lr}, {cfg.batch_size}, {cfg.epochs}"
+        raise UserError(f"optim needs lr > 0, batch_size >= 1, epochs >= 1 (got {got})")
     params = [p for p in model.parameters() if p.requires_grad]
     return torch.optim.SGD(
         params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.nesterov
     )
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig, steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: OptimConfig, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LambdaLR:
     """A per-step ``LambdaLR``; its state (the step count) goes into checkpoints."""
     return torch.optim.lr_scheduler.LambdaLR(optimizer, partial(lr_factor, cfg=cfg, steps_per_epoch=steps_per_epoch))

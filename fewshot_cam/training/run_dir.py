@@ -18,6 +18,7 @@ from typing import Any
 
 from fewshot_cam.config import dump_yaml
 from fewshot_cam.errors import UserError
+from fewshot_cam.io import atomic_write
 
 
 def _summary_writer(path: Path):
@@ -66,8 +67,9 @@ class RunDir:
         """Keep only metrics of epochs <= ``completed_epochs`` (a fresh run: none; a resumed one: those in last.pt)."""
         if not self.enabled:
             return
-        kept = [line for line in read_metrics(self.metrics) if line["epoch"] <= completed_epochs] if self.metrics.exists() else []
-        self.metrics.write_text("".join(json.dumps(line) + "\n" for line in kept))
+        old = read_metrics(self.metrics) if self.metrics.exists() else []
+        kept = [line for line in old if line["epoch"] <= completed_epochs]
+        atomic_write(self.metrics, "".join(json.dumps(line) + "\n" for line in kept))
         if self._tensorboard:
             self._writer = _summary_writer(self.path / "tb")
 

@@ -1,7 +1,7 @@
 """Few-shot validation during pretraining: ProtoNet on pooled features over fixed, seeded episodes.
 
-Nearest centroid (Snell et al., "Prototypical Networks", NeurIPS 2017): each query goes to the class
-whose prototype c_n = mean of its K support embeddings is closest, argmin_n d(f(x), c_n). The episodes
+Nearest centroid (Snell et al., "Prototypical Networks", NeurIPS 2017), scored by the same batched
+evaluator as ``fewshot-cam eval`` (:func:`fewshot_cam.fewshot.episodic.evaluate_episodes`). The episodes
 are drawn once from ``ValConfig.seed``, so every epoch (and every resumed run) scores the same ones;
 the result is mean +- 95% CI over per-episode accuracies.
 """
@@ -11,13 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-import numpy as np
 import torch
 import torch.nn as nn
 
 from fewshot_cam.data.episodes import EpisodeSampler
 from fewshot_cam.data.split import Split
-from fewshot_cam.losses.prototypical import protonet_logits, prototypes
+from fewshot_cam.fewshot.episodic import evaluate_episodes
 from fewshot_cam.models.features import extract_features
 from fewshot_cam.stats import Interval, mean_ci95
 
@@ -52,27 +51,9 @@ def sample_episodes(split: Split, cfg: ValConfig) -> torch.Tensor:
     return sampler.sample(cfg.episodes)
 
 
-def protonet_accuracy(
-    features: torch.Tensor, indices: torch.Tensor, shots: int, metric: str = "euclidean", chunk: int = 100
-) -> np.ndarray:
-    """Per-episode nearest-centroid accuracy in percent.
-
-    features: (N_images, D); indices: (E, N, K+Q), the first ``shots`` of the last dim support -> (E,).
-    """
-    indices = indices.to(features.device)
-    out = []
-    for episode in indices.split(chunk):  # bounded memory: (chunk, N, K+Q, D) at a time
-        e, n, _ = episode.shape
-        emb = features[episode]  # (e, N, K+Q, D)
-        protos = prototypes(emb[:, :, :shots])  # (e, N, D)
-        query = emb[:, :, shots:].reshape(e, -1, emb.shape[-1])  # (e, N*Q, D), class-major
-        labels = torch.arange(n, device=features.device).repeat_interleave(emb.shape[2] - shots)  # (N*Q,)
-        pred = protonet_logits(query, protos, metric=metric).argmax(-1)  # (e, N*Q)
-        out.append((pred == labels).float().mean(-1) * 100.0)
-    return torch.cat(out).cpu().numpy()
-
-
 def validate(model: nn.Module, split: Split, episodes: torch.Tensor, cfg: ValConfig) -> Interval:
     """Embed the whole split once with ``model`` (eval mode), then score the episodes: mean +- ci95 (%)."""
     features = extract_features(model, split.images, batch_size=cfg.batch_size)  # (N, D)
-    return mean_ci95(protonet_accuracy(features.float(), episodes, cfg.shots, cfg.metric))
+    method = "protonet" if cfg.metric == "euclidean" else "protonet-cosine"
+    accuracy = evaluate_episodes(features.float(), episodes, cfg.shots, [method], batch_size=100)[method]
+    return mean_ci95(accuracy)

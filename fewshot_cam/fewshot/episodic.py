@@ -2,8 +2,8 @@
 
 Features of every image are computed once; an episode is then only indices into them. Episodes run
 in chunks of ``batch_size`` as tensor operations on the features' device; each method scores the
-queries of a whole chunk at once. ``evaluate_episodes_loop`` runs the same maths one episode at a time
-(the oracle for the batched path, and the per-episode style of learn2learn's TaskDataset loops).
+queries of a whole chunk at once. The few-shot methods are the registry :data:`METHODS`: a new method
+is one function ``(support (E, N, K, D), query (E, M, D), seeds) -> scores (E, M, N)`` and one entry.
 """
 
 from __future__ import annotations
@@ -12,24 +12,25 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from fewshot_cam.errors import UserError
-from fewshot_cam.evaluation.finetune import baseline, baseline_pp
-from fewshot_cam.evaluation.logreg import logreg
-from fewshot_cam.evaluation.protonet import protonet, protonet_cosine
+from fewshot_cam.fewshot.finetune import baseline, baseline_pp
+from fewshot_cam.fewshot.logreg import logreg
+from fewshot_cam.fewshot.protonet import protonet, protonet_cosine
+from fewshot_cam.progress import progress as progress_bar
+from fewshot_cam.registry import Registry
 
 # method(support (E, N, K, D), query (E, M, D), per-episode seeds) -> scores (E, M, N)
 Method = Callable[[torch.Tensor, torch.Tensor, Sequence[int]], torch.Tensor]
 
-METHODS: dict[str, Method] = {
-    "protonet": protonet,
-    "protonet-cosine": protonet_cosine,
-    "baseline": baseline,
-    "baseline++": baseline_pp,
-    "cosine-finetune": baseline_pp,  # Baseline++'s classifier on features not pretrained with it (see run.py)
-    "logreg": logreg,
-}
+METHODS: Registry[Method] = Registry("method")
+METHODS.register("protonet", protonet, help="nearest prototype, squared Euclidean (Snell et al. 2017)")
+METHODS.register("protonet-cosine", protonet_cosine, help="nearest prototype, cosine (Meta-Baseline)")
+METHODS.register("baseline", baseline, help="linear classifier fine-tuned on the support (Chen et al. 2019)")
+METHODS.register("baseline++", baseline_pp, help="cosine classifier fine-tuned on the support (Chen et al. 2019)")
+METHODS.register("logreg", logreg, help="L2-normalised logistic regression (Tian et al. 2020)")
+METHODS.register("cosine-finetune", baseline_pp,
+                 help="Baseline++'s classifier on features not pretrained with it (see evaluation/run.py)")
 
 DEFAULT_METHODS = ("protonet", "baseline", "baseline++", "logreg")
 
@@ -42,10 +43,9 @@ def check_methods(methods: Sequence[str] | str) -> list[str]:
     names = [m.strip() for m in methods.split(",")] if isinstance(methods, str) else list(methods)
     names = [m for m in names if m]
     if not names:
-        raise UserError(f"no method given (valid: {', '.join(METHODS)})")
+        raise UserError(f"no method given; choose from {', '.join(METHODS)}")
     for name in names:
-        if name not in METHODS:
-            raise UserError(f"unknown method '{name}' (valid: {', '.join(METHODS)})")
+        METHODS.get(name)
     return names
 
 
@@ -74,7 +74,7 @@ def evaluate_chunk(
     support = episode[:, :, :shots]  # (E, N, K, D)
     query = episode[:, :, shots:].reshape(E, N * (KQ - shots), -1)  # (E, N*Q, D), class-major
     seeds = episode_seeds(seed, range(first, first + E)) if SEEDED.intersection(methods) else None
-    return {m: episode_accuracy(METHODS[m](support, query, seeds), KQ - shots) for m in methods}
+    return {m: episode_accuracy(METHODS.get(m)(support, query, seeds), KQ - shots) for m in methods}
 
 
 def _check(features: torch.Tensor, indices: torch.Tensor, shots: int, batch_size: int) -> None:
@@ -106,15 +106,9 @@ def evaluate_episodes(
     _check(features, indices, shots, batch_size)
     out: dict[str, list[torch.Tensor]] = {m: [] for m in methods}
     starts = range(0, len(indices), batch_size)
-    for start in tqdm(starts, desc="episodes", disable=not progress, leave=False, unit="chunk"):
+    for start in progress_bar(starts, desc="episodes", enabled=progress, unit="chunk"):
         chunk = evaluate_chunk(features, indices[start : start + batch_size], start, shots, methods, seed)
         for m, acc in chunk.items():
             out[m].append(acc)
     return {m: torch.cat(accs).cpu().numpy() for m, accs in out.items()}
 
-
-def evaluate_episodes_loop(
-    features: torch.Tensor, indices: torch.Tensor, shots: int, methods: Sequence[str] = DEFAULT_METHODS, seed: int = 0
-) -> dict[str, np.ndarray]:
-    """The same as :func:`evaluate_episodes`, one episode at a time (the oracle for the batched path)."""
-    return evaluate_episodes(features, indices, shots, methods, batch_size=1, seed=seed)
