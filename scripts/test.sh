@@ -4,5 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-.venv/bin/ruff check fewshot_cam tests scripts  # lint first (settings in pyproject.toml)
+.venv/bin/python -m ruff check fewshot_cam tests scripts  # lint first (settings in pyproject.toml); ruff may live in the shared base
 exec .venv/bin/python -m pytest -q -n 2 "$@"
