@@ -212,3 +212,9 @@ def test_support_augment_needs_a_training_augmentation(ckpts, cli):
     code, _, err = cli("eval", "--checkpoint", ckpts["none"], "--ways", 5, "--shots", 1, "--episodes", 2,
                        "--support-augment", 2, "--device", "cpu")
     assert code == 2 and "config.augment" in err and "Traceback" not in err
+
+
+def test_negative_support_augment_is_a_user_error(ckpts, cli):
+    code, _, err = cli("eval", "--checkpoint", ckpts["real"], "--ways", 5, "--shots", 1, "--episodes", 2,
+                       "--support-augment", -1, "--device", "cpu")
+    assert code == 2 and "--support-augment must be >= 0, got -1" in err
