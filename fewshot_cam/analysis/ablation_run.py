@@ -88,7 +88,7 @@ def run_background_ablation(request: AblationRequest, device: torch.device, prog
     (original/foreground/background -> [{method, mean, ci95, per_episode}]), ``differences`` and
     ``reliance`` (see ``analysis.ablation.summarize``)."""
     ev = request.episodes
-    requested = check_methods(ev.methods)
+    requested = check_methods(ev.settings().methods)  # None: the protocol's (fewshot-cam: the default four)
     model, ckpt = load_model(ev.checkpoint, backbone=ev.backbone, map_location=device)
     methods = distinct_methods(requested, ckpt)
     split, dataset, image_size = request_split(ckpt, ev)

@@ -23,7 +23,7 @@ from fewshot_cam.io import write_json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    eval_cli.add_arguments(parser)  # checkpoint, setting, episodes, data, device, --json: as for eval
+    eval_cli.add_shared_arguments(parser)  # checkpoint, setting, episodes, data, device, --json: as for eval
     parser.set_defaults(methods="protonet")
     parser.add_argument("--masks", default="gt", type=mask_source, metavar="{" + ",".join(MASK_SOURCES) + ",FILE.npz}",
                         help="foreground masks: the dataset's ground truth, a mask file from 'data boxes' "

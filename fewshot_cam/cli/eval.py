@@ -12,24 +12,47 @@ from fewshot_cam.cli.common import (
     data_option_values,
     pick_device,
 )
+from fewshot_cam.evaluation.protocols import PROTOCOLS
 from fewshot_cam.evaluation.results import format_result, write_result
 from fewshot_cam.evaluation.run import DEFAULT_EPISODES, EvalRequest, run_evaluation
-from fewshot_cam.fewshot.episodic import DEFAULT_METHODS, METHODS, check_methods
+from fewshot_cam.fewshot.episodic import METHODS, check_methods
+from fewshot_cam.fewshot.normalize import NORMALIZATIONS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_shared_arguments(parser)
+    add_protocol_arguments(parser)
+
+
+def add_protocol_arguments(parser: argparse.ArgumentParser) -> None:
+    """eval's own: the protocol preset and the settings it implies (each flag overrides the preset)."""
+    parser.add_argument("--protocol", default="fewshot-cam", choices=PROTOCOLS.names(),
+                        help=f"preset of episodes, queries, normalisation, support augmentation and methods; "
+                             f"{PROTOCOLS.describe()}")
+    parser.add_argument("--normalize", default=None, choices=NORMALIZATIONS.names(),
+                        help=f"feature normalisation before every method (default: the protocol's); "
+                             f"{NORMALIZATIONS.describe()}")
+    parser.add_argument("--support-augment", type=int, default=None, metavar="A",
+                        help="replace each support image by A copies under the checkpoint's training augmentation "
+                             "(RFS: 5; default: the protocol's, 0 = none)")
+
+
+def add_shared_arguments(parser: argparse.ArgumentParser) -> None:
+    """The checkpoint, setting, episodes, data, device and --json flags (ablate uses them too)."""
     parser.add_argument("--checkpoint", required=True, help="checkpoint file (.pt) written by pretrain/metatrain")
     parser.add_argument("--backbone", default=None, help="fail unless the checkpoint holds this backbone")
     parser.add_argument("--ways", type=int, default=None, help="classes per episode (N)")
     parser.add_argument("--shots", type=int, default=None, help="support images per class (K)")
-    parser.add_argument("--queries", type=int, default=None, help="query images per class (default 15)")
+    parser.add_argument("--queries", type=int, default=None,
+                        help="query images per class (default: the protocol's, 15)")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--episodes", type=int, default=None,
-                        help=f"sample this many episodes with --seed (default: the shipped frozen file for this "
-                             f"split and setting, else {DEFAULT_EPISODES} seeded episodes)")
+                        help=f"sample this many episodes with --seed (default: the protocol's; fewshot-cam: the "
+                             f"shipped frozen file for the split and setting, else {DEFAULT_EPISODES} seeded ones)")
     source.add_argument("--episode-file", default=None, help="frozen episode file (fewshot-cam episodes)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the episode sampler and the fitted methods")
-    parser.add_argument("--methods", default=",".join(DEFAULT_METHODS), help=f"comma-separated; {METHODS.describe()}")
+    parser.add_argument("--methods", default=None,
+                        help=f"comma-separated (default: the protocol's); {METHODS.describe()}")
     parser.add_argument("--split", default="test", help="train, val or test (default test)")
     add_data_arguments(parser)
     add_data_options_argument(parser)
@@ -43,9 +66,11 @@ def run(args: argparse.Namespace) -> int:
     request = EvalRequest(
         checkpoint=args.checkpoint, ways=args.ways, shots=args.shots, queries=args.queries,
         episodes=args.episodes, seed=args.seed, episode_file=args.episode_file,
-        methods=tuple(check_methods(args.methods)), split=args.split, dataset=args.dataset, root=args.root,
+        methods=None if args.methods is None else tuple(check_methods(args.methods)),
+        split=args.split, dataset=args.dataset, root=args.root,
         image_size=args.image_size, backbone=args.backbone, batch_size=args.batch_size,
         data_options=data_option_values(args),
+        protocol=args.protocol, normalize=args.normalize, support_augment=args.support_augment,
     )
     result = run_evaluation(request, pick_device(args.device), progress=sys.stderr.isatty())
     print(format_result(result))

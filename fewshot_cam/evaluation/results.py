@@ -7,13 +7,21 @@ One JSON object (``FORMAT`` = "fewshot-cam-eval/1")::
      "episodes_hash": "<hash of the (E, N, K+Q) indices>", "checkpoint": "runs/a/best.pt",
      "dataset": "mini-imagenet", "split": "test",
      "results": [{"method": "protonet", "mean": 61.2, "ci95": 0.41, "per_episode": [60.0, ...]}, ...],
-     "train_seed": 0 | null, "train_config": {...} | null}
+     "train_seed": 0 | null, "train_config": {...} | null,
+     "protocol": "fewshot-cam", "normalize": "none", "support_augment": 0,
+     "episodes_from": "shipped frozen episode file", "overrides": [], "base_split": null}
 
 Accuracies are percentages. ``seed`` seeds the episode sampler when no episode file is used, and the
 fitted methods (Baseline, Baseline++) in every case. ``train_seed`` is the checkpoint's training seed
 (``config.run.seed``) and ``train_config`` its whole resolved config (null when the checkpoint holds
 none); ``fewshot-cam report --group`` combines results over training seeds by them. Two results are
 on the same episodes when their fingerprint, setting, number of episodes and ``episodes_hash`` agree.
+
+``protocol`` names the preset (``eval --protocol``), ``normalize`` and ``support_augment`` the feature
+normalisation and support copies used, ``episodes_from`` how the episodes were chosen (an episode
+file, the shipped frozen file, or drawn with ``seed``), ``overrides`` the settings given explicitly in
+place of the protocol's, and ``base_split`` the split CL2N's mean came from (null otherwise). A file
+written before these keys existed reads as the fewshot-cam protocol without normalisation.
 """
 
 from __future__ import annotations
@@ -69,6 +77,12 @@ class EvalResult:
     results: tuple[MethodResult, ...]
     train_seed: int | None = None
     train_config: dict | None = field(default=None, repr=False)
+    protocol: str = "fewshot-cam"
+    normalize: str = "none"
+    support_augment: int = 0
+    episodes_from: str = ""
+    overrides: list[str] = field(default_factory=list)
+    base_split: dict | None = None
 
     def setting(self) -> str:
         return f"{self.ways}-way {self.shots}-shot"
@@ -112,7 +126,18 @@ def read_result(path: str | Path) -> EvalResult:
         **{k: record[k] for k in _TYPES}, episode_file=record.get("episode_file"),
         episodes_hash=str(record.get("episodes_hash") or ""), results=methods,
         train_seed=_optional_int(record, "train_seed", path), train_config=record.get("train_config"),
+        **_protocol_keys(record, path),
     )
+
+
+def _protocol_keys(record: dict, path: Path) -> dict:
+    """protocol, normalize, support_augment, episodes_from, overrides, base_split (defaults when absent)."""
+    keys = {"protocol": str(record.get("protocol") or "fewshot-cam"),
+            "normalize": str(record.get("normalize") or "none"),
+            "support_augment": _optional_int(record, "support_augment", path) or 0,
+            "episodes_from": str(record.get("episodes_from") or ""),
+            "overrides": [str(o) for o in record.get("overrides") or []], "base_split": record.get("base_split")}
+    return keys
 
 
 def _optional_int(record: dict, key: str, path: Path) -> int | None:
@@ -145,7 +170,9 @@ def format_result(result: EvalResult) -> str:
     """The table ``fewshot-cam eval`` prints: method, mean accuracy % +- 95% CI, episodes."""
     rows = [(r.method, format_ci(r.mean, r.ci95), str(len(r.per_episode))) for r in result.results]
     head = (f"{result.setting()} {result.queries}-query on {result.dataset}/{result.split}: {result.n_episodes} "
-            f"episodes from {result.episodes_source()} (split fingerprint {result.fingerprint})")
+            f"episodes from {result.episodes_source()} (split fingerprint {result.fingerprint})\n"
+            f"protocol {result.protocol}: normalize {result.normalize}, support augment {result.support_augment}"
+            + (f" (given explicitly: {', '.join(result.overrides)})" if result.overrides else ""))
     return head + "\n\n" + markdown_table(("method", "accuracy % (95% CI)", "episodes"), rows)
 
 

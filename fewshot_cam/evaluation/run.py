@@ -6,14 +6,22 @@ checkpoint on CUB's test split) takes none of them: its root and options come fr
 image size from the checkpoint (the backbone's input size; the number of classes plays no part).
 episodes come from a given file, else from ``n`` seeded draws, else from the shipped frozen file for
 this split and setting (:func:`find_shipped_episodes`), else from ``DEFAULT_EPISODES`` draws with seed 0.
+
+A protocol (:mod:`fewshot_cam.evaluation.protocols`) supplies the number of episodes, the queries, the
+normalisation, the support augmentation and the methods wherever the request leaves them None. The
+features of the images the episodes use are extracted once; with ``support_augment`` A, the distinct
+support images' A augmented copies are extracted once more (:mod:`.support_augment`); the normalisation
+(:mod:`fewshot_cam.fewshot.normalize`) then acts on that one feature matrix, before every method. CL2N's
+base mean costs one more pass, over the base (train) split of the checkpoint's own dataset.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
 import torch
 
 from fewshot_cam.data.datasets import detect_layout, load_split
@@ -21,8 +29,11 @@ from fewshot_cam.data.episodes import EpisodeSet, find_shipped_episodes, load_ep
 from fewshot_cam.data.options import OPTION_KEYS
 from fewshot_cam.data.split import Split
 from fewshot_cam.errors import UserError
+from fewshot_cam.evaluation.protocols import Settings, resolve
 from fewshot_cam.evaluation.results import EvalResult, MethodResult, episodes_hash
-from fewshot_cam.fewshot.episodic import DEFAULT_METHODS, check_methods, evaluate_episodes
+from fewshot_cam.evaluation.support_augment import augmented_features, checkpoint_augmentation, expand_support
+from fewshot_cam.fewshot.episodic import check_methods, evaluate_episodes
+from fewshot_cam.fewshot.normalize import NEEDS_BASE_MEAN, base_mean, check_normalization, normalize_features
 from fewshot_cam.models.checkpoint import final_checkpoint, load_model
 from fewshot_cam.models.features import extract_features
 
@@ -54,7 +65,8 @@ def distinct_methods(methods: list[str], ckpt: dict) -> list[str]:
 
 @dataclass(frozen=True)
 class EvalRequest:
-    """What to evaluate; None means "from the checkpoint" (data) or "from the episode file" (setting)."""
+    """What to evaluate; None means "from the checkpoint" (data), "from the episode file" (setting) or
+    "from the protocol" (episodes, queries, methods, normalize, support_augment)."""
 
     checkpoint: str
     ways: int | None = None
@@ -63,7 +75,7 @@ class EvalRequest:
     episodes: int | None = None
     seed: int = 0
     episode_file: str | None = None
-    methods: tuple[str, ...] = DEFAULT_METHODS
+    methods: tuple[str, ...] | None = None
     split: str = "test"
     dataset: str | None = None
     root: str | None = None
@@ -73,6 +85,18 @@ class EvalRequest:
     feature_batch_size: int = 256
     data_options: Mapping[str, Any] | None = None
     """Read options given explicitly (``--set data.KEY=VALUE``); they override the checkpoint's."""
+    protocol: str = "fewshot-cam"
+    """A name in :data:`~fewshot_cam.evaluation.protocols.PROTOCOLS`: the defaults of the None settings."""
+    normalize: str | None = None
+    """Feature normalisation before every method: none, l2 or cl2n."""
+    support_augment: int | None = None
+    """Augmented copies per support image with the checkpoint's training augmentation (0: none)."""
+
+    def settings(self) -> Settings:
+        """The protocol's settings with this request's explicit ones in their place."""
+        return resolve(self.protocol, episodes=self.episodes, queries=self.queries, normalize=self.normalize,
+                       support_augment=self.support_augment, methods=self.methods,
+                       episode_file=self.episode_file is not None)
 
 
 def data_settings(ckpt: dict, request: EvalRequest) -> tuple[str, str | None, int]:
@@ -137,17 +161,62 @@ def episode_features(model: torch.nn.Module, split: Split, indices: torch.Tensor
     return features, remapped
 
 
+def episodes_from(episodes: EpisodeSet, request: EvalRequest) -> str:
+    """How the episodes were chosen, in words (the JSON's ``episodes_from``)."""
+    if request.episode_file is not None:
+        return "episode file"
+    if episodes.path is not None:
+        return "shipped frozen episode file"
+    return (f"drawn with seed {request.seed} (the same episodes as `fewshot-cam episodes make --n {episodes.n} "
+            f"--seed {request.seed}`)")
+
+
+def base_split_mean(model: torch.nn.Module, ckpt: dict, request: EvalRequest, progress: bool):
+    """CL2N's base mean: the mean feature of every image of the checkpoint's own dataset's train split
+    -> ((D,), a description of that split)."""
+    saved = ((ckpt.get("config") or {}).get("data") or {}).get("dataset")
+    own = request.dataset is None or request.dataset == saved
+    base = replace(request, split="train", image_size=data_settings(ckpt, request)[2])
+    if not own:  # cross-domain: the base classes are the checkpoint's, with its root and options
+        base = replace(base, dataset=None, root=None, data_options=None)
+    split, dataset, _ = request_split(ckpt, base)
+    features = extract_features(model, split.images, batch_size=request.feature_batch_size, progress=progress)
+    info = {"dataset": dataset, "split": "train", "n_images": len(features), "fingerprint": split.fingerprint()}
+    return base_mean(features), info
+
+
+def episode_matrix(model, ckpt: dict, request: EvalRequest, split: Split, episodes: EpisodeSet,
+                   settings: Settings, progress: bool) -> tuple[torch.Tensor, torch.Tensor, int, dict | None]:
+    """(features (U', D) normalised, indices (E, N, K' + Q) into them, K' support features per class,
+    the base split's description for CL2N or None)."""
+    features, indices = episode_features(model, split, episodes.indices, request.feature_batch_size, progress)
+    shots = episodes.shots
+    if settings.support_augment > 0:
+        used = torch.unique(episodes.indices)  # the split rows behind the features' rows
+        rows, indices = expand_support(indices, shots, len(features), settings.support_augment)
+        images = torch.from_numpy(np.ascontiguousarray(split.images[used[rows].numpy()]))  # (S, H, W, 3)
+        copies = augmented_features(model, images, settings.support_augment,
+                                    checkpoint_augmentation(ckpt, request.checkpoint), request.seed,
+                                    request.feature_batch_size, progress)  # (S, A, D)
+        features, shots = torch.cat([features, copies.flatten(0, 1)]), shots * settings.support_augment
+    mean, base = None, None
+    if settings.normalize in NEEDS_BASE_MEAN:
+        mean, base = base_split_mean(model, ckpt, request, progress)
+    return normalize_features(features, settings.normalize, mean), indices, shots, base
+
+
 def run_evaluation(request: EvalRequest, device: torch.device, progress: bool = False) -> EvalResult:
-    """Evaluate ``request.methods`` of the checkpoint's frozen backbone on the chosen episodes."""
-    requested = check_methods(request.methods)
+    """Evaluate the methods of the checkpoint's frozen backbone on the chosen episodes, under the request's
+    protocol with its explicit settings in place of the protocol's."""
+    settings = request.settings()
+    check_normalization(settings.normalize)
+    requested = check_methods(settings.methods)
     model, ckpt = load_model(request.checkpoint, backbone=request.backbone, map_location=device)
     methods = distinct_methods(requested, ckpt)
     split, dataset, _ = request_split(ckpt, request)
-    episodes = choose_episodes(split, request)
-    features, indices = episode_features(model, split, episodes.indices, request.feature_batch_size, progress)
-    accuracies = evaluate_episodes(
-        features, indices, episodes.shots, methods, request.batch_size, request.seed, progress
-    )
+    episodes = choose_episodes(split, replace(request, episodes=settings.episodes, queries=settings.queries))
+    features, indices, shots, base = episode_matrix(model, ckpt, request, split, episodes, settings, progress)
+    accuracies = evaluate_episodes(features, indices, shots, methods, request.batch_size, request.seed, progress)
     return EvalResult(
         ways=episodes.ways,
         shots=episodes.shots,
@@ -165,6 +234,12 @@ def run_evaluation(request: EvalRequest, device: torch.device, progress: bool = 
         results=tuple(MethodResult.from_accuracies(reported_name(m, ckpt), accuracies[m]) for m in methods),
         train_seed=training_seed(ckpt),
         train_config=ckpt.get("config"),
+        protocol=settings.protocol,
+        normalize=settings.normalize,
+        support_augment=settings.support_augment,
+        episodes_from=episodes_from(episodes, request),
+        overrides=list(settings.overrides),
+        base_split=base,
     )
 
 

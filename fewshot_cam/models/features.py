@@ -8,7 +8,7 @@ on channels-last inputs, with bfloat16 autocast when it lives on a CUDA device. 
 from __future__ import annotations
 
 import contextlib
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -25,6 +25,21 @@ def model_device(model: torch.nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+@contextlib.contextmanager
+def frozen(model: torch.nn.Module) -> Iterator[None]:
+    """Inference as feature extraction runs it: eval mode and ``no_grad``, bfloat16 autocast when the
+    model lives on a CUDA device; the model's train/eval mode is restored after."""
+    device = model_device(model)
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), amp:
+            yield
+    finally:
+        model.train(was_training)
+
+
 def _run_batched(
     model: FewShotClassifier,
     images: np.ndarray | torch.Tensor,
@@ -34,21 +49,13 @@ def _run_batched(
 ) -> torch.Tensor:
     """Apply ``fn`` ((B, 3, H, W) float -> (B, ...)) to every batch; concatenated float32 on the model's device."""
     device = model_device(model)
-    amp = (
-        torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
-    )
-    was_training = model.training
-    model.eval()
     outputs = []
-    try:
-        with torch.no_grad(), amp:
-            starts = range(0, len(images), batch_size)
-            for start in progress_bar(starts, desc="features", enabled=progress, unit="batch"):
-                x = to_float(images[start : start + batch_size], device)  # (B, 3, H, W)
-                x = x.contiguous(memory_format=torch.channels_last)
-                outputs.append(fn(x).float())
-    finally:
-        model.train(was_training)
+    with frozen(model):
+        starts = range(0, len(images), batch_size)
+        for start in progress_bar(starts, desc="features", enabled=progress, unit="batch"):
+            x = to_float(images[start : start + batch_size], device)  # (B, 3, H, W)
+            x = x.contiguous(memory_format=torch.channels_last)
+            outputs.append(fn(x).float())
     if not outputs:
         raise ValueError("extract_features needs at least one image")
     return torch.cat(outputs)
