@@ -229,11 +229,11 @@ def setup(cfg: MetaTrainConfig, model: FewShotClassifier, class_names: tuple[str
 def fit(cfg: MetaTrainConfig, model: FewShotClassifier, class_names: tuple[str, ...], device: torch.device,
         info: distributed.DistInfo = distributed.DistInfo(), resume_run: bool = False) -> MetaTraining:
     """Meta-train the pretrained ``model`` per ``cfg`` into ``cfg.run.out``; returns the final state."""
-    run_dir = open_run(cfg.run.out, info, cfg.run.tensorboard, resume_run)
-    state = setup(cfg, model, class_names, device, info)
-    start_run(state, run_dir, resume_run)
-    autocast = autocast_for(device, cfg.run.amp)
-    run_epochs(state, run_dir, lambda epoch: train_one_epoch(state, epoch, autocast))
+    with open_run(cfg.run.out, info, cfg.run.tensorboard, resume_run) as run_dir:
+        state = setup(cfg, model, class_names, device, info)
+        start_run(state, run_dir, resume_run)
+        autocast = autocast_for(device, cfg.run.amp)
+        run_epochs(state, run_dir, lambda epoch: train_one_epoch(state, epoch, autocast))
     return state
 
 
