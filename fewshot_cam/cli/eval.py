@@ -15,6 +15,7 @@ from fewshot_cam.cli.common import (
 from fewshot_cam.evaluation.results import format_result, write_result
 from fewshot_cam.evaluation.run import DEFAULT_EPISODES, EvalRequest, run_evaluation
 from fewshot_cam.fewshot.episodic import DEFAULT_METHODS, METHODS, check_methods
+from fewshot_cam.io import check_writable
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
         image_size=args.image_size, backbone=args.backbone, batch_size=args.batch_size,
         data_options=data_option_values(args),
     )
+    if args.json:
+        check_writable(args.json)  # before the features are extracted
     result = run_evaluation(request, pick_device(args.device), progress=sys.stderr.isatty())
     print(format_result(result))
     if args.json:

@@ -20,7 +20,7 @@ from fewshot_cam.data.datasets import detect_layout, load_split
 from fewshot_cam.data.episodes import EpisodeSet, find_shipped_episodes, load_episode_file, make_episodes
 from fewshot_cam.data.options import OPTION_KEYS
 from fewshot_cam.data.split import Split
-from fewshot_cam.errors import UserError
+from fewshot_cam.errors import UserError, check_ranges
 from fewshot_cam.evaluation.results import EvalResult, MethodResult, episodes_hash
 from fewshot_cam.fewshot.episodic import DEFAULT_METHODS, check_methods, evaluate_episodes
 from fewshot_cam.models.checkpoint import final_checkpoint, load_model
@@ -73,6 +73,12 @@ class EvalRequest:
     feature_batch_size: int = 256
     data_options: Mapping[str, Any] | None = None
     """Read options given explicitly (``--set data.KEY=VALUE``); they override the checkpoint's."""
+
+    def __post_init__(self) -> None:
+        rules = {"ways": (2, None), "shots": (1, None), "queries": (1, None), "episodes": (1, None),
+                 "seed": (0, 2**63 - 1), "image_size": (8, 4096), "batch_size": (1, None),
+                 "feature_batch_size": (1, None)}
+        check_ranges("", self, {k: rule for k, rule in rules.items() if getattr(self, k) is not None})
 
 
 def data_settings(ckpt: dict, request: EvalRequest) -> tuple[str, str | None, int]:

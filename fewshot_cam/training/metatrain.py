@@ -27,7 +27,7 @@ import torch.nn as nn
 from fewshot_cam.config import from_dict, merge, to_dict
 from fewshot_cam.data.episodes import EpisodeSampler, check_setting
 from fewshot_cam.data.split import Split
-from fewshot_cam.errors import UserError
+from fewshot_cam.errors import UserError, check_ranges
 from fewshot_cam.learn2learn_adapter import task_episodes
 from fewshot_cam.losses.prototypical import prototypical_loss
 from fewshot_cam.models.checkpoint import load_model
@@ -82,6 +82,8 @@ class MetaTrainConfig:
 
 
     def __post_init__(self) -> None:
+        check_ranges("", self, {"ways": (2, None), "shots": (1, None), "queries": (1, None),
+                                "episodes_per_epoch": (1, None)})
         if not 1 <= self.tasks_per_step <= self.episodes_per_epoch:
             raise UserError(f"need 1 <= tasks_per_step <= episodes_per_epoch, got tasks_per_step={self.tasks_per_step} "
                             f"and episodes_per_epoch={self.episodes_per_epoch}")

@@ -16,6 +16,7 @@ import torch.nn as nn
 
 from fewshot_cam.data.episodes import EpisodeSampler
 from fewshot_cam.data.split import Split
+from fewshot_cam.errors import check_ranges
 from fewshot_cam.fewshot.episodic import evaluate_episodes
 from fewshot_cam.models.features import extract_features
 from fewshot_cam.stats import Interval, mean_ci95
@@ -43,6 +44,10 @@ class ValConfig:
     """ProtoNet distance."""
     batch_size: int = 256
     """Images per forward pass during feature extraction."""
+
+    def __post_init__(self) -> None:
+        check_ranges("val", self, {"every": (0, None), "ways": (2, None), "shots": (1, None), "queries": (1, None),
+                                   "episodes": (1, None), "seed": (0, 2**63 - 1), "batch_size": (1, None)})
 
 
 def sample_episodes(split: Split, cfg: ValConfig) -> torch.Tensor:
