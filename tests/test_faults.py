@@ -306,3 +306,67 @@ def test_read_only_run_folder_is_a_clean_error(read_only_folder, cli):
     assert code == 2 and err.count("\n") == 1 and "cannot write the run folder" in err and str(read_only_folder) in err
     code, _, err = cli("pretrain", "--config", TINY, "--out", read_only_folder / "sub")
     assert code == 2 and err.count("\n") == 1 and "cannot create the run folder" in err
+
+
+def test_orphan_best_of_a_first_epoch_kill_goes_with_a_fresh_run(tmp_path, monkeypatch, cli):
+    out = tmp_path / "run"
+    with monkeypatch.context() as m:
+        kill_at(m, "last", 1)
+        assert cli("pretrain", "--config", TINY, "--out", out, *NO_VAL)[0] == 130
+    assert (out / "best.pt").exists() and not (out / "last.pt").exists()
+    assert cli("pretrain", "--config", TINY, "--out", out, "--resume", *NO_VAL)[0] == 2  # nothing to resume
+    code, _, err = cli("pretrain", "--config", TINY, "--out", out, *NO_VAL)
+    assert code == 0 and "left by a run killed before its first last.pt" in err
+    assert consistent(out) == (2, 2)
+
+
+def test_damaged_best_pt_is_written_again_from_last_pt(straight, tmp_path, cli):
+    out = tmp_path / "run"
+    for name in ("config.yaml", "metrics.jsonl", "last.pt"):
+        (out / name).parent.mkdir(exist_ok=True)
+        (out / name).write_bytes((straight / name).read_bytes())
+    (out / "best.pt").write_bytes(b"junk\n")  # last.pt says best.pt holds its own epoch 2 (validation off)
+    code, _, err = cli("pretrain", "--config", TINY, "--out", out, "--resume", *NO_VAL)
+    assert code == 0 and "written again from last.pt" in err
+    assert consistent(out) == (2, 2) and same_weights(out / "best.pt", straight / "best.pt")
+
+
+def test_full_disk_during_a_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch, cli):
+    import errno
+
+    from fewshot_cam.models import checkpoint
+
+    real, after_epoch1 = checkpoint.torch.save, {}
+
+    def full(obj, f, *args, **kwargs):
+        if obj.get("epoch") == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(obj, f, *args, **kwargs)
+
+    record_epoch1(monkeypatch, after_epoch1)
+    monkeypatch.setattr(checkpoint.torch, "save", full)
+    out = tmp_path / "run"
+    code, _, err = cli("pretrain", "--config", TINY, "--out", out, *NO_VAL)
+    assert code == 2 and err.count("fewshot-cam: error:") == 1 and "no space left on the device" in err
+    assert {p.name: sha(p) for p in out.glob("*.pt")} == after_epoch1 and not list(out.glob(".*.tmp"))
+    monkeypatch.setattr(checkpoint.torch, "save", real)
+    assert cli("pretrain", "--config", TINY, "--out", out, "--resume", *NO_VAL)[0] == 0  # and it resumes
+    assert consistent(out) == (2, 2)
+
+
+def test_full_disk_on_eval_json_keeps_the_old_result(straight, tmp_path, monkeypatch, cli):
+    import errno
+
+    from fewshot_cam import io
+
+    result = tmp_path / "result.json"
+    result.write_text('{"format": "an older result"}\n')
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(io.os, "fsync", full)
+    code, _, err = cli("eval", "--checkpoint", straight / "best.pt", "--episodes", "3", "--ways", "5", "--shots", "1",
+                       "--methods", "protonet", "--json", result)
+    assert code == 2 and err.count("\n") == 1 and "no space left on the device" in err and str(result) in err
+    assert result.read_text() == '{"format": "an older result"}\n' and not list(tmp_path.glob(".*.tmp"))

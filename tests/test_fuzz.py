@@ -61,6 +61,7 @@ def files(tmp_path_factory) -> dict[str, str]:
     (d / "broken.yaml").write_text("optim: [1, 2\n")
     (d / "list.yaml").write_text("- 1\n- 2\n")
     (d / "garbage.pt").write_bytes(b"\x00" * 100)
+    (d / "junk.pt").write_bytes(b"junk\n")  # torch.load raises KeyError on it
     (d / "garbage.json").write_text("{not json")
     (d / "other.json").write_text(json.dumps({"format": "something-else/1"}))
     (d / "latin1.json").write_bytes(b'{"format": "caf\xe9"}')
@@ -264,6 +265,8 @@ CASES: list[tuple[str | list[str], list[str]]] = [
     ("eval --checkpoint {d}/missing.pt", ["{d}/missing.pt"]),
     ("eval --checkpoint {d}/garbage.pt", ["{d}/garbage.pt"]),
     ("eval --checkpoint {d}/empty", ["{d}/empty"]),
+    ("eval --checkpoint {d}/junk.pt", ["{d}/junk.pt", "damaged"]),
+    ("cam --checkpoint {d}/junk.pt --out {d}/cam", ["{d}/junk.pt", "damaged"]),
     ("eval " + EVAL + " --ways 0", ["ways", "got 0"]),
     ("eval " + EVAL + " --ways 1", ["ways", "got 1"]),
     ("eval " + EVAL + " --shots 0", ["shots", "got 0"]),

@@ -12,7 +12,8 @@ at the previous epoch; resuming from it drops the later metrics lines and trains
 A kill between 2 and 3 leaves best.pt one epoch ahead of what last.pt says; :func:`repair_best`
 (on resume) then keeps best.pt, the only copy of those weights, and corrects last.pt's summary to it.
 Any other disagreement (a best.pt older than last.pt says, written by an earlier version that wrote
-last.pt first, or a missing best.pt) is settled the same way: the summary follows best.pt.
+last.pt first, or a missing or damaged best.pt) is settled the same way: the summary follows best.pt;
+except that a missing best.pt which last.pt says holds last.pt's own epoch is written again from last.pt.
 """
 
 from __future__ import annotations
@@ -76,30 +77,42 @@ def _best_of(path: Path) -> tuple[int, float | None] | None:
     try:
         ckpt = load_checkpoint(path)
     except UserError as err:
-        _warn(path, f"ignored ({err}); the next validated epoch writes it again")
+        _warn(path, f"unreadable, ignored ({err})")
         return None
     return int(ckpt.get("epoch", -1)), ckpt.get("best_metric")
 
 
-def repair_best(last: dict[str, Any], best_path: Path) -> bool:
-    """Make ``last``'s ``best_epoch`` / ``best_metric`` describe what ``best_path`` holds; True if changed.
+def repair_best(last: dict[str, Any], best_path: Path) -> str | None:
+    """Make ``last``'s ``best_epoch`` / ``best_metric`` describe what ``best_path`` holds.
 
     ``last`` is the loaded last.pt (updated in place). An old last.pt without ``best_epoch`` agrees when
-    its ``best_metric`` equals best.pt's.
+    its ``best_metric`` equals best.pt's. Returns None when nothing changed, "last" when ``last`` was
+    corrected (write it back), "best" when best.pt is to be written again from ``last``.
     """
     claimed = (last.get("best_epoch"), last.get("best_metric"))
     held = _best_of(best_path)
+    if held is None and claimed[0] is not None and claimed[0] == last.get("epoch"):
+        _warn(best_path, f"missing or damaged; written again from last.pt, which holds its epoch {claimed[0]}")
+        return "best"
     found = (None, None) if held is None else held
     agrees = found[1] == claimed[1] and (claimed[0] is None or claimed[0] == found[0])
     if agrees:
         last["best_epoch"] = found[0]
-        return False
+        return None
     said = "no best" if claimed[1] is None and claimed[0] is None else f"best epoch {claimed[0]} ({claimed[1]})"
     holds = "nothing" if held is None else f"epoch {found[0]} ({found[1]})"
     _warn(best_path, f"last.pt says {said} but best.pt holds {holds} (a run killed between the two writes); "
                      "the run's best now follows best.pt")
     last["best_epoch"], last["best_metric"] = found
-    return True
+    return "last"
+
+
+def drop_orphan_best(best_path: Path) -> None:
+    """A fresh run's folder may hold a best.pt without last.pt (a run killed between the two writes of
+    its first epoch): it belongs to no run that can be resumed, so it goes (with a warning)."""
+    if best_path.exists():
+        _warn(best_path, "removed: left by a run killed before its first last.pt; this run starts afresh")
+        best_path.unlink()
 
 
 def best_value(metric: float | None) -> float:

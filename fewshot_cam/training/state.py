@@ -25,7 +25,13 @@ from fewshot_cam.models.classifier import FewShotClassifier
 from fewshot_cam.stats import Interval
 from fewshot_cam.training import distributed
 from fewshot_cam.training.augment import AugmentConfig, augment, gather_batch
-from fewshot_cam.training.run_checkpoints import best_value, check_finite_state, repair_best, write_checkpoints
+from fewshot_cam.training.run_checkpoints import (
+    best_value,
+    check_finite_state,
+    drop_orphan_best,
+    repair_best,
+    write_checkpoints,
+)
 from fewshot_cam.training.run_dir import RunDir
 from fewshot_cam.training.validation import validate
 
@@ -123,8 +129,9 @@ def resume(state: RunState, run_dir: RunDir) -> None:
         why = " ".join(str(err).split())[:200]
         raise UserError(f"cannot resume: the checkpoint's state does not fit ({why})", path) from None
     state.epoch = int(ckpt["epoch"])
-    if repair_best(ckpt, run_dir.best) and state.info.is_main:
-        save_checkpoint(path, ckpt)
+    repaired = repair_best(ckpt, run_dir.best)
+    if repaired and state.info.is_main:
+        save_checkpoint(run_dir.best if repaired == "best" else path, ckpt)
     state.best, state.best_epoch = best_value(ckpt["best_metric"]), ckpt["best_epoch"]
 
 
@@ -182,6 +189,8 @@ def open_run(out: str, info: distributed.DistInfo, tensorboard: bool, resume_run
         run_dir.close()
         raise UserError("the run folder already holds last.pt: pass --resume to continue it, or pick another --out",
                         run_dir.path)
+    if not resume_run and run_dir.enabled:
+        drop_orphan_best(run_dir.best)
     return run_dir
 
 
