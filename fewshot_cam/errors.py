@@ -54,11 +54,14 @@ def check_range(key: str, value, low=None, high=None, *, low_open: bool = False,
     raise UserError(f"{key} must be {want}, got {value!r}", path)
 
 
+def check_rule(key: str, value, rule: tuple) -> None:
+    """:func:`check_range` of ``value`` by ``rule`` = (low, high[, low_open[, high_open]])."""
+    low, high, *opens = rule
+    check_range(key, value, low, high, low_open=bool(opens and opens[0]), high_open=len(opens) > 1 and bool(opens[1]))
+
+
 def check_ranges(section: str, obj, rules: dict[str, tuple]) -> None:
-    """:func:`check_range` for each ``field: (low, high[, low_open[, high_open]])`` of dataclass ``obj``,
-    naming the key ``section.field`` (``field`` alone when ``section`` is empty)."""
+    """:func:`check_rule` for each ``field: rule`` of dataclass ``obj``, naming the key ``section.field``
+    (``field`` alone when ``section`` is empty)."""
     for name, rule in rules.items():
-        low, high, *opens = rule
-        key = f"{section}.{name}" if section else name
-        check_range(key, getattr(obj, name), low, high, low_open=bool(opens and opens[0]),
-                    high_open=len(opens) > 1 and bool(opens[1]))
+        check_rule(f"{section}.{name}" if section else name, getattr(obj, name), rule)

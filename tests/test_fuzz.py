@@ -368,3 +368,38 @@ def test_bad_input_is_one_clean_line(case, files, capsys):
         assert part.format(**files) in lines[0], (part, lines[0])
     assert not (Path(files["d"]) / "ran").exists()  # no pickle ran code
     assert not (Path(files["d"]) / "never").exists() or not any((Path(files["d"]) / "never").glob("*.pt"))
+
+
+def test_check_range_bounds_by_hand():
+    from fewshot_cam.errors import UserError, check_range
+
+    assert check_range("k", 0, 0, None) == 0 and check_range("k", 1.0, 0, 1) == 1.0
+    for value, low, high, opens, message in [
+        (0, 0, None, (True, False), "k must be > 0, got 0"),
+        (1, 0, 1, (False, True), "k must be in [0, 1), got 1"),
+        (-0.9, 0, 1, (False, False), "k must be in [0, 1], got -0.9"),
+        (float("nan"), 0, None, (False, False), "k must be >= 0, got nan"),
+        (float("inf"), 0, None, (False, False), "k must be >= 0, got inf"),
+        (True, 0, None, (False, False), "k must be >= 0, got True"),
+        (-1, 0, 2**63 - 1, (False, False), "k must be in [0, 2**63 - 1], got -1"),
+    ]:
+        with pytest.raises(UserError) as info:
+            check_range("k", value, low, high, low_open=opens[0], high_open=opens[1])
+        assert str(info.value) == message
+
+
+def test_config_sections_check_themselves_when_built_in_python():
+    from fewshot_cam.errors import UserError
+    from fewshot_cam.losses.saol import SAOLLossConfig
+    from fewshot_cam.training.augment import AugmentConfig
+    from fewshot_cam.training.config import RunConfig
+    from fewshot_cam.training.optim import OptimConfig
+    from fewshot_cam.training.validation import ValConfig
+
+    for build, key in [(lambda: OptimConfig(momentum=-0.9), "optim.momentum"), (lambda: RunConfig(seed=-1), "run.seed"),
+                       (lambda: RunConfig(device="tpu"), "run.device"), (lambda: ValConfig(ways=1), "val.ways"),
+                       (lambda: AugmentConfig(hflip=2.0), "augment.hflip"),
+                       (lambda: SAOLLossConfig(cutmix_prob=-1.0), "saol.cutmix_prob")]:
+        with pytest.raises(UserError, match=key):
+            build()
+    assert OptimConfig(momentum=0.0, weight_decay=0.0).momentum == 0.0  # the bounds themselves are allowed

@@ -11,7 +11,7 @@ import torch
 from fewshot_cam.config import check_device_name, layered, parse_overrides
 from fewshot_cam.data.datasets import DATASETS
 from fewshot_cam.data.options import OPTION_KEYS, read_options
-from fewshot_cam.errors import UserError, check_range
+from fewshot_cam.errors import UserError, check_rule
 
 T = TypeVar("T")
 
@@ -44,9 +44,7 @@ def check_flags(args: argparse.Namespace, rules: dict[str, tuple]) -> None:
     for dest, rule in rules.items():
         value = getattr(args, dest, None)
         if value is not None:
-            low, high, *opens = rule
-            check_range("--" + dest.replace("_", "-"), value, low, high, low_open=bool(opens and opens[0]),
-                        high_open=len(opens) > 1 and bool(opens[1]))
+            check_rule("--" + dest.replace("_", "-"), value, rule)
 
 
 SEED = (0, 2**63 - 1)
