@@ -210,6 +210,7 @@ CASES: list[tuple[str | list[str], list[str]]] = [
     (PRE + " --set val.episodes=0", ["val.episodes", "got 0"]),
     (PRE + " --set val.every=-1", ["val.every", "got -1"]),
     (PRE + " --set val.seed=-1", ["val.seed", "got -1"]),
+    (PRE + " --set val.episodes=100000000000", ["100000000000", "memory"]),
     (PRE + " --set val.batch_size=0", ["val.batch_size", "got 0"]),
     (PRE + " --set val.metric=manhattan", ["val.metric", "manhattan"]),
     (PRE + " --set loss.alpha=-1", ["loss.alpha", "got -1"]),
@@ -261,6 +262,7 @@ CASES: list[tuple[str | list[str], list[str]]] = [
     (META + " --set run.log_every=0", ["run.log_every", "got 0"]),
     (META + " --config {d}/latin1.yaml", ["{d}/latin1.yaml", "UTF-8"]),
     (META + " --ways 500", ["500"]),
+    (META + " --set episodes_per_epoch=100000000000 --set tasks_per_step=1", ["100000000000", "memory"]),
     # ---- eval
     ("eval --checkpoint {d}/missing.pt", ["{d}/missing.pt"]),
     ("eval --checkpoint {d}/garbage.pt", ["{d}/garbage.pt"]),

@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 
 from fewshot_cam.config import from_dict, merge, to_dict
-from fewshot_cam.data.episodes import EpisodeSampler, check_setting
+from fewshot_cam.data.episodes import EpisodeSampler, check_episode_count, check_setting
 from fewshot_cam.data.split import Split
 from fewshot_cam.errors import UserError, check_ranges
 from fewshot_cam.learn2learn_adapter import task_episodes
@@ -211,6 +211,7 @@ def setup(cfg: MetaTrainConfig, model: FewShotClassifier, class_names: tuple[str
     The head is frozen (ProtoNet does not use it): the checkpoints keep the pretrained head weights.
     """
     train, val = load_data(cfg, info)
+    check_episode_count(cfg.steps_per_epoch * cfg.tasks_per_step, train.name, cfg.ways, cfg.shots, cfg.queries)
     channels_last = cfg.run.channels_last and device.type == "cuda"
     model = model.to(device, memory_format=torch.channels_last) if channels_last else model.to(device)
     model.head.requires_grad_(False)

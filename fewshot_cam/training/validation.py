@@ -14,7 +14,7 @@ from typing import Literal
 import torch
 import torch.nn as nn
 
-from fewshot_cam.data.episodes import EpisodeSampler
+from fewshot_cam.data.episodes import EpisodeSampler, check_episode_count
 from fewshot_cam.data.split import Split
 from fewshot_cam.errors import check_ranges
 from fewshot_cam.fewshot.episodic import evaluate_episodes
@@ -51,7 +51,8 @@ class ValConfig:
 
 
 def sample_episodes(split: Split, cfg: ValConfig) -> torch.Tensor:
-    """The fixed validation episodes: (E, N, K+Q) indices into ``split``."""
+    """The fixed validation episodes: (E, N, K+Q) indices into ``split`` (their memory checked first)."""
+    check_episode_count(cfg.episodes, split.name, cfg.ways, cfg.shots, cfg.queries)
     sampler = EpisodeSampler(split, cfg.ways, cfg.shots, cfg.queries, cfg.seed)
     return sampler.sample(cfg.episodes)
 
