@@ -282,6 +282,30 @@ def test_metrics_of_epochs_after_the_checkpoint_are_dropped_and_a_bad_middle_lin
     assert [r["epoch"] for r in read_metrics(out / "metrics.jsonl")] == [1, 2]
 
 
+def test_read_only_folder_with_a_lock_file_is_refused_before_setup(tmp_path, monkeypatch, cli):
+    """An existing .lock opens even where no file can be created: the folder itself is checked too."""
+    import errno
+
+    from fewshot_cam import io
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ".lock").write_text("")
+    real = io.tempfile.mkstemp
+
+    def read_only(*args, **kwargs):
+        if Path(kwargs.get("dir", "")) == out:
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(io.tempfile, "mkstemp", read_only)
+    from fewshot_cam.training import pretrain
+
+    monkeypatch.setattr(pretrain, "load_data", lambda *a: pytest.fail("setup ran"))
+    code, _, err = cli("pretrain", "--config", TINY, "--out", out)
+    assert code == 2 and err.count("\n") == 1 and "not writable" in err and str(out) in err
+
+
 @pytest.fixture
 def read_only_folder(tmp_path):
     """An existing folder this process cannot create files in (chmod; as root, a sysfs folder)."""

@@ -22,7 +22,7 @@ from typing import Any
 
 from fewshot_cam.config import dump_yaml
 from fewshot_cam.errors import UserError
-from fewshot_cam.io import atomic_write
+from fewshot_cam.io import atomic_write, check_writable
 from fewshot_cam.training.run_lock import RunLock
 
 
@@ -71,6 +71,11 @@ class RunDir:
             except OSError as err:
                 raise UserError(f"cannot create the run folder ({err.strerror})", self.path) from None
             self._lock.acquire()
+            try:
+                check_writable(self.path, folder=True)  # an existing .lock opens even in a read-only folder
+            except UserError:
+                self._lock.release()
+                raise
             remove_temporary_files(self.path)
 
     def __enter__(self) -> RunDir:
