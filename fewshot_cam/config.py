@@ -9,6 +9,7 @@ fill one from a mapping, coercing every value by the field's declared type, so t
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from pathlib import Path
@@ -145,9 +146,14 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping, raising UserError for a missing or malformed file."""
     path = Path(path)
     if not path.is_file():
-        raise UserError("config file not found", path)
+        raise UserError("config file not found" if not path.exists() else "config path is not a file", path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise UserError(f"cannot read the config file ({err.strerror})", path) from None
+    except UnicodeDecodeError as err:
+        raise UserError(f"config file is not UTF-8 text (byte {err.start}: {err.object[err.start:err.start + 1]!r})",
+                        path) from None
     except yaml.YAMLError as err:
         raise UserError(f"not valid YAML ({str(err).splitlines()[0]})", path) from None
     if data is None:
@@ -187,6 +193,19 @@ def to_dict(cfg: Any) -> dict[str, Any]:
         return value
 
     return plain(dataclasses.asdict(cfg))
+
+
+DEVICE_TYPES = ("cpu", "cuda", "mps")
+_DEVICE = re.compile(r"(cpu|cuda|mps)(:\d+)?")
+
+
+def check_device_name(name: Any, key: str = "device") -> str:
+    """``name`` if it is "auto" or a device of :data:`DEVICE_TYPES` ("cuda:1"), else UserError naming ``key``.
+
+    Only the spelling is checked here; whether this machine has the device is the CLI's ``pick_device``."""
+    if isinstance(name, str) and (name == "auto" or _DEVICE.fullmatch(name)):
+        return name
+    raise UserError(f"{key}: unknown device {name!r} (valid: auto, {', '.join(DEVICE_TYPES)}, cuda:N)")
 
 
 def dump_yaml(cfg: Any, path: str | Path) -> None:

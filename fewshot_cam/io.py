@@ -42,6 +42,8 @@ def _explain(err: OSError) -> str:
         return "no space left on the device"
     if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return "not writable (permission denied or read-only file system)"
+    if err.errno in (errno.EEXIST, errno.ENOTDIR):
+        return "a file is in the way (a folder on this path is a file)"
     return err.strerror or str(err)
 
 
@@ -72,6 +74,25 @@ def atomic_open(path: str | Path, mode: int = 0o644) -> Iterator[IO[bytes]]:
         Path(tmp).unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+
+
+def check_writable(path: str | Path, folder: bool = False) -> Path:
+    """Fail early, before long work, when a file (``folder``: files inside a folder) cannot be written at
+    ``path``: UserError naming it. Creates missing parent folders, as :func:`atomic_open` would; leaves
+    nothing else behind."""
+    path = Path(path)
+    if not folder and path.is_dir():
+        raise UserError("cannot write here: a folder is in the way (give a file name)", path)
+    if folder and path.exists() and not path.is_dir():
+        raise UserError("cannot write here: a file is in the way (give a folder)", path)
+    try:
+        (path if folder else path.parent).mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".write-check.", suffix=".tmp", dir=path if folder else path.parent)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as err:
+        raise UserError(f"cannot write here: {_explain(err)}", path) from None
+    return path
 
 
 def atomic_write(path: str | Path, data: bytes | str | Callable[[IO[bytes]], Any]) -> Path:

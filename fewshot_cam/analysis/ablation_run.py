@@ -20,7 +20,7 @@ from fewshot_cam.analysis.attribution import METHODS as ATTRIBUTIONS
 from fewshot_cam.data.checks import check_split_masks
 from fewshot_cam.data.mask_file import is_mask_file, with_mask_file
 from fewshot_cam.data.split import Split
-from fewshot_cam.errors import UserError
+from fewshot_cam.errors import UserError, check_ranges
 from fewshot_cam.evaluation.results import episodes_hash, markdown_table
 from fewshot_cam.evaluation.run import (
     EvalRequest,
@@ -58,8 +58,7 @@ class AblationRequest:
         if self.masks not in MASK_SOURCES and not is_mask_file(self.masks):
             raise UserError(f"unknown mask source '{self.masks}' (valid: {', '.join(MASK_SOURCES)}, or FILE.npz)")
         FILLS.get(self.fill)
-        if not 0.0 < self.mask_threshold < 1.0:
-            raise UserError(f"mask threshold must be in (0, 1), got {self.mask_threshold}")
+        check_ranges("", self, {"mask_threshold": (0, 1, True, True), "cam_batch_size": (1, None)})
 
     @property
     def own_cam(self) -> bool:

@@ -3,7 +3,8 @@
 Each command lives in its own module ``fewshot_cam/cli/<name>.py`` exposing
 ``add_arguments(parser)`` and ``run(args) -> int``. Modules are imported lazily, so
 ``fewshot-cam data info`` never pays for importing the training or analysis stages.
-A :class:`~fewshot_cam.errors.UserError` becomes one line on stderr and exit code 2.
+A :class:`~fewshot_cam.errors.UserError` becomes one line on stderr and exit code 2; so does a usage
+error argparse finds (:class:`Parser`), without the usage block.
 """
 
 from __future__ import annotations
@@ -27,8 +28,18 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line: ``fewshot-cam: error: <command>: <message> (see --help)``."""
+
+    def error(self, message: str):  # type: ignore[override]
+        command = self.prog.removeprefix("fewshot-cam").strip()
+        where = f"{command}: " if command else ""
+        print(f"fewshot-cam: error: {where}{' '.join(message.split())} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fewshot-cam", description=__doc__.splitlines()[0])
+    parser = Parser(prog="fewshot-cam", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     wanted = next((a for a in argv if not a.startswith("-")), None)
     for name, (module, help_text) in COMMANDS.items():

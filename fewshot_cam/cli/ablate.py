@@ -19,7 +19,7 @@ from fewshot_cam.cli.common import data_option_values, pick_device
 from fewshot_cam.data.mask_file import is_mask_file
 from fewshot_cam.evaluation.run import EvalRequest
 from fewshot_cam.fewshot.episodic import check_methods
-from fewshot_cam.io import write_json
+from fewshot_cam.io import check_writable, write_json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -60,6 +60,9 @@ def request_from_args(args: argparse.Namespace) -> AblationRequest:
 
 def run(args: argparse.Namespace) -> int:
     request = request_from_args(args)
+    for path in (args.json, args.plot):
+        if path:
+            check_writable(path)  # before any episode is run
     if request.own_cam:
         print(f"fewshot-cam: warning: {OWN_CAM_WARNING.format(masks=args.masks)}", file=sys.stderr)
     record = run_background_ablation(request, pick_device(args.device), progress=sys.stderr.isatty())

@@ -16,6 +16,7 @@ from fewshot_cam.analysis.cam_pictures import LOCALIZATION_FORMAT, sample_rows, 
 from fewshot_cam.analysis.cam_scores import faithfulness_scores, localization_scores
 from fewshot_cam.analysis.cam_targets import TARGETS, build_target, default_target, targeted_maps
 from fewshot_cam.analysis.faithfulness import FILLS
+from fewshot_cam.cli import common
 from fewshot_cam.cli.common import (
     add_data_arguments,
     add_data_options_argument,
@@ -27,7 +28,7 @@ from fewshot_cam.data.checks import check_split_masks
 from fewshot_cam.data.mask_file import with_mask_file
 from fewshot_cam.evaluation.results import markdown_table
 from fewshot_cam.evaluation.run import EvalRequest, ground_truth, request_split
-from fewshot_cam.io import write_json
+from fewshot_cam.io import check_writable, write_json
 from fewshot_cam.models.checkpoint import load_model
 
 
@@ -70,6 +71,10 @@ def labels_for(paths: list[str]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    common.check_flags(args, {"n": common.AT_LEAST_ONE, "pictures": (0, None), "seed": common.SEED,
+                              "threshold": (0, 1), "batch_size": common.AT_LEAST_ONE, "steps": common.AT_LEAST_ONE,
+                              "support_shots": common.AT_LEAST_ONE, "image_size": common.IMAGE_SIZE})
+    check_writable(args.out, folder=True)
     device = pick_device(args.device)
     loaded = [load_model(path, map_location=device) for path in args.checkpoint]
     request = EvalRequest(checkpoint=args.checkpoint[0], split=args.split, dataset=args.dataset, root=args.root,

@@ -8,10 +8,10 @@ from typing import Any, Callable, TypeVar
 
 import torch
 
-from fewshot_cam.config import layered, parse_overrides
+from fewshot_cam.config import check_device_name, layered, parse_overrides
 from fewshot_cam.data.datasets import DATASETS
 from fewshot_cam.data.options import OPTION_KEYS, read_options
-from fewshot_cam.errors import UserError
+from fewshot_cam.errors import UserError, check_rule
 
 T = TypeVar("T")
 
@@ -21,16 +21,35 @@ def add_device_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def pick_device(name: str) -> torch.device:
-    """Resolve ``--device``; the library itself never picks one."""
+    """Resolve ``--device``; the library itself never picks one. UserError for a device this machine lacks."""
+    name = check_device_name(name, "--device")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"unknown device '{name}'") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device '{name}' requested but CUDA is not available")
+    device = torch.device(name)
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise UserError(f"--device '{name}' requested but CUDA is not available")
+        if device.index is not None and device.index >= count:
+            raise UserError(f"--device '{name}' requested but this machine has {count} CUDA device(s) "
+                            f"(cuda:0 to cuda:{count - 1})")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise UserError(f"--device '{name}' requested but MPS is not available")
     return device
+
+
+def check_flags(args: argparse.Namespace, rules: dict[str, tuple]) -> None:
+    """Range-check parsed flags: ``dest: (low, high[, low_open[, high_open]])`` (None: unbounded; a flag
+    left unset, None, is skipped). The error names the flag, e.g. ``--n-classes must be >= 1, got 0``."""
+    for dest, rule in rules.items():
+        value = getattr(args, dest, None)
+        if value is not None:
+            check_rule("--" + dest.replace("_", "-"), value, rule)
+
+
+SEED = (0, 2**63 - 1)
+IMAGE_SIZE = (8, 4096)
+AT_LEAST_ONE = (1, None)
 
 
 def add_data_arguments(parser: argparse.ArgumentParser, required: bool = False) -> None:

@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from fewshot_cam.cli import common
 from fewshot_cam.cli.common import add_data_arguments, add_data_options_argument, data_option_values
 from fewshot_cam.data.box_masks import BOX_SHAPES, REFINES, boxes_from_masks
 from fewshot_cam.data.boxes import BoxRequest, build_box_masks, coverage_table
@@ -18,6 +19,7 @@ from fewshot_cam.data.split import SPLITS
 from fewshot_cam.data.synthetic import SynthConfig, write_synthetic
 from fewshot_cam.errors import UserError
 from fewshot_cam.evaluation.results import markdown_table
+from fewshot_cam.io import check_writable
 
 CACHE_STATE = {True: "yes", False: "no", None: "-"}  # "-": never cached (generated in memory)
 
@@ -90,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_info(args: argparse.Namespace) -> int:
+    common.check_flags(args, {"image_size": common.IMAGE_SIZE})
     options = data_option_values(args)
     layout = detect_layout(args.dataset, args.root, options)
     where = "built in, generated in memory" if args.root is None else str(Path(args.root).resolve())
@@ -104,12 +107,16 @@ def run_info(args: argparse.Namespace) -> int:
 def run_synth(args: argparse.Namespace) -> int:
     cfg = SynthConfig(seed=args.seed, image_size=args.image_size, images_per_class=args.images_per_class,
                       shortcut_rate=args.shortcut_rate)
+    check_writable(args.out, folder=True)
     write_synthetic(args.out, cfg)
     print(f"wrote the synthetic benchmark to {args.out} (read it with --dataset imagefolder --root {args.out})")
     return 0
 
 
 def run_show(args: argparse.Namespace) -> int:
+    common.check_flags(args, {"image_size": common.IMAGE_SIZE, "n_classes": common.AT_LEAST_ONE,
+                              "per_class": common.AT_LEAST_ONE, "seed": common.SEED})
+    check_writable(args.out)
     options = data_option_values(args)
     split = load_split(args.dataset, args.root, args.split, args.image_size, options)
     if args.masks is not None:
@@ -124,7 +131,7 @@ def run_show(args: argparse.Namespace) -> int:
 def _check_out(out: Path) -> Path:
     if out.suffix != ".npz":
         raise UserError("a mask file's name must end in .npz", out)
-    return out
+    return check_writable(out)
 
 
 def run_boxes(args: argparse.Namespace) -> int:
@@ -148,6 +155,7 @@ def run_boxes(args: argparse.Namespace) -> int:
 
 
 def run_boxes_from_masks(args: argparse.Namespace) -> int:
+    common.check_flags(args, {"image_size": common.IMAGE_SIZE})
     out = _check_out(args.out)
     split = load_split(args.dataset, args.root, args.split, args.image_size)
     if split.masks is None:

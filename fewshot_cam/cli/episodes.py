@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from fewshot_cam.cli import common
 from fewshot_cam.cli.common import add_data_arguments, add_data_options_argument, data_option_values
 from fewshot_cam.data.episodes import (
     check_episode_count,
@@ -13,6 +14,7 @@ from fewshot_cam.data.episodes import (
     read_episode_header,
     save_episode_file,
 )
+from fewshot_cam.io import check_writable
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,6 +49,9 @@ def run_make(args: argparse.Namespace) -> int:
     from fewshot_cam.data.datasets import load_split
 
     check_seed(args.seed)  # before any image is decoded
+    common.check_flags(args, {"ways": (2, None), "shots": common.AT_LEAST_ONE, "queries": common.AT_LEAST_ONE,
+                              "image_size": common.IMAGE_SIZE})
+    check_writable(args.out)
     check_episode_count(args.n, f"{args.dataset}/{args.split}", args.ways, args.shots, args.queries)
     size = {} if args.image_size is None else {"image_size": args.image_size}
     split = load_split(args.dataset, args.root, args.split, options=data_option_values(args), **size)

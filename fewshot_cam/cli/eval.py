@@ -17,6 +17,7 @@ from fewshot_cam.evaluation.results import format_result, write_result
 from fewshot_cam.evaluation.run import DEFAULT_EPISODES, EvalRequest, run_evaluation
 from fewshot_cam.fewshot.episodic import METHODS, check_methods
 from fewshot_cam.fewshot.normalize import NORMALIZATIONS
+from fewshot_cam.io import check_writable
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -72,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
         data_options=data_option_values(args),
         protocol=args.protocol, normalize=args.normalize, support_augment=args.support_augment,
     )
+    if args.json:
+        check_writable(args.json)  # before the features are extracted
     result = run_evaluation(request, pick_device(args.device), progress=sys.stderr.isatty())
     print(format_result(result))
     if args.json:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from fewshot_cam.cli import common
 from fewshot_cam.config import from_dict
-from fewshot_cam.errors import UserError
+from fewshot_cam.errors import UserError, check_range
 from fewshot_cam.losses.distill import DISTILL_MODES
 from fewshot_cam.models.backbones import BACKBONES
 from fewshot_cam.models.checkpoint import SELECTIONS
@@ -80,6 +80,8 @@ def parse_seeds(text: str) -> list[int]:
         raise UserError(f"--seeds must be comma-separated integers, got '{text}'") from None
     if not seeds or len(set(seeds)) != len(seeds):
         raise UserError(f"--seeds needs distinct integers, got '{text}'")
+    for seed in seeds:
+        check_range("--seeds", seed, *common.SEED)
     return seeds
 
 

@@ -17,7 +17,7 @@ from fewshot_cam.errors import UserError
 from fewshot_cam.evaluation.report import build_report, format_report, write_report_csv
 from fewshot_cam.evaluation.results import read_result
 from fewshot_cam.evaluation.seeds import build_seed_report, format_seed_report, seed_report_record
-from fewshot_cam.io import write_json
+from fewshot_cam.io import check_writable, write_json
 
 REPORT_FORMAT = "fewshot-cam-report/1"
 
@@ -56,6 +56,9 @@ def parse_groups(specs: list[str]) -> dict[str, list[Path]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    for path in (args.csv, args.json):
+        if path:
+            check_writable(path)
     if args.group:
         if args.results:
             raise UserError("give result files or --group, not both")

@@ -31,7 +31,7 @@ from fewshot_cam.data.decode import Source, canonical_order
 from fewshot_cam.data.imagenet_boxes import IMAGENET_NAME, class_files, open_boxes, read_synsets, resolve_wnid
 from fewshot_cam.data.source_match import array_thumbnails, check_named, class_thumbnails, distances, nearest
 from fewshot_cam.data.split import Split
-from fewshot_cam.errors import UserError
+from fewshot_cam.errors import UserError, check_ranges
 from fewshot_cam.progress import progress
 
 RAVI_NAME = re.compile(r"(n\d{8})(\d+)")
@@ -134,6 +134,9 @@ class BoxRequest:
     synsets: Path | None = None
     refine: str = "box"
     workers: int = 1
+
+    def __post_init__(self) -> None:
+        check_ranges("", self, {"image_size": (8, 4096), "workers": (1, 256)})
 
 
 def build_box_masks(request: BoxRequest, show_progress: bool = True) -> tuple[Split, BoxMasks]:

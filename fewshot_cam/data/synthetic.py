@@ -26,7 +26,7 @@ import numpy as np
 
 from fewshot_cam.data import synthetic_draw as draw
 from fewshot_cam.data.split import SPLITS, Split
-from fewshot_cam.errors import UserError
+from fewshot_cam.errors import UserError, check_ranges
 
 _CLASS_TABLE_SEED = 20210801  # fixed: class identities never change with SynthConfig.seed
 
@@ -47,6 +47,10 @@ class SynthConfig:
     """In train, probability that an image of class c lies on c's own background family."""
     n_backgrounds: int = 16
     """Number of background families (texture type x colour x scale)."""
+
+    def __post_init__(self) -> None:
+        check_ranges("", self, {"seed": (0, 2**63 - 1), "image_size": (8, 4096), "images_per_class": (1, None),
+                                "shortcut_rate": (0, 1), "n_backgrounds": (1, None)})
 
 
 @dataclass(frozen=True)

@@ -114,7 +114,7 @@ def read_result(path: str | Path) -> EvalResult:
     path = Path(path)
     record = read_json(path)
     if record.get("format") != FORMAT:
-        raise UserError(f"not a fewshot-cam eval result (format must be '{FORMAT}')", path)
+        raise UserError(f"not a fewshot-cam eval result (format {record.get('format')!r}, must be '{FORMAT}')", path)
     for key, tp in _TYPES.items():
         if not isinstance(record.get(key), tp) or isinstance(record.get(key), bool):
             raise UserError(f"results key '{key}' must be {tp.__name__}, got {record.get(key)!r}", path)

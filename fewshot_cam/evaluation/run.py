@@ -28,7 +28,7 @@ from fewshot_cam.data.datasets import detect_layout, load_split
 from fewshot_cam.data.episodes import EpisodeSet, find_shipped_episodes, load_episode_file, make_episodes
 from fewshot_cam.data.options import OPTION_KEYS
 from fewshot_cam.data.split import Split
-from fewshot_cam.errors import UserError
+from fewshot_cam.errors import UserError, check_ranges
 from fewshot_cam.evaluation.protocols import Settings, resolve
 from fewshot_cam.evaluation.results import EvalResult, MethodResult, episodes_hash
 from fewshot_cam.evaluation.support_augment import augmented_features, checkpoint_augmentation, expand_support
@@ -97,6 +97,12 @@ class EvalRequest:
         return resolve(self.protocol, episodes=self.episodes, queries=self.queries, normalize=self.normalize,
                        support_augment=self.support_augment, methods=self.methods,
                        episode_file=self.episode_file is not None)
+
+    def __post_init__(self) -> None:
+        rules = {"ways": (2, None), "shots": (1, None), "queries": (1, None), "episodes": (1, None),
+                 "seed": (0, 2**63 - 1), "image_size": (8, 4096), "batch_size": (1, None),
+                 "feature_batch_size": (1, None)}
+        check_ranges("", self, {k: rule for k, rule in rules.items() if getattr(self, k) is not None})
 
 
 def data_settings(ckpt: dict, request: EvalRequest) -> tuple[str, str | None, int]:

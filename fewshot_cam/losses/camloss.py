@@ -18,7 +18,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from fewshot_cam.errors import UserError
+from fewshot_cam.errors import UserError, check_ranges
 from fewshot_cam.models.cam import caam, minmax_normalize, target_cam
 
 DISTANCES = ("l1", "l2")
@@ -45,8 +45,7 @@ class LossConfig:
             raise UserError(f"unknown loss '{self.loss}' (valid: camloss, ce)")
         if self.distance not in DISTANCES:
             raise UserError(f"unknown CAM-loss distance '{self.distance}' (valid: {', '.join(DISTANCES)})")
-        if self.alpha < 0 or self.warmup_epochs < 0:
-            raise UserError(f"alpha and warmup_epochs must be >= 0, got {self.alpha} and {self.warmup_epochs}")
+        check_ranges("loss", self, {"alpha": (0, None), "warmup_epochs": (0, None)})
 
 
 def cam_loss(features: torch.Tensor, weight: torch.Tensor, target: torch.Tensor, distance: str = "l1") -> torch.Tensor:

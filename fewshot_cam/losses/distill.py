@@ -36,7 +36,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from fewshot_cam.errors import UserError
+from fewshot_cam.errors import UserError, check_ranges
 from fewshot_cam.losses.camloss import DISTANCES
 from fewshot_cam.models.cam import caam, minmax_normalize, target_cam
 
@@ -87,9 +87,8 @@ class DistillConfig:
             raise UserError(f"distill.mode '{self.mode}' needs a teacher checkpoint (distill.teacher / --teacher)")
         if self.distance not in DISTANCES:
             raise UserError(f"unknown distill.distance '{self.distance}' (valid: {', '.join(DISTANCES)})")
-        if self.tau <= 0 or self.beta < 0 or self.gamma < 0 or self.ce_weight < 0:
-            raise UserError(f"distill needs tau > 0 and beta, gamma, ce_weight >= 0; got "
-                            f"{self.tau}, {self.beta}, {self.gamma}, {self.ce_weight}")
+        check_ranges("distill", self, {"tau": (0, None, True), "beta": (0, None), "gamma": (0, None),
+                                       "ce_weight": (0, None)})
 
 
 class TeacherOutput(NamedTuple):

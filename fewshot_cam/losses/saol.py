@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from fewshot_cam.errors import check_ranges
 from fewshot_cam.losses.distill import kd_loss
 
 
@@ -58,6 +59,10 @@ class SAOLLossConfig:
 
     cutmix_prob: float = 1.0
     """Chance that a batch gets the CutMix terms (the clean terms apply to every batch)."""
+
+    def __post_init__(self) -> None:
+        weights = ("self_distill", "aux_ce", "cutmix_ce", "spatial_ce", "paste", "consistency")
+        check_ranges("saol", self, {w: (0, None) for w in weights} | {"tau": (0, None, True), "cutmix_prob": (0, 1)})
 
 
 def cutmix(images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, ...]:

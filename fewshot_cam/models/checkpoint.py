@@ -9,8 +9,6 @@ Payload keys (``FORMAT`` = "fewshot-cam/1"): ``format``, ``model`` (state_dict),
 
 from __future__ import annotations
 
-import pickle
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -104,8 +102,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise UserError("checkpoint not found", path)
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError, zipfile.BadZipFile, OSError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    except Exception as err:  # any failure to unpickle a data file (KeyError, IndexError, ... included) is damage
+        first = f"{type(err).__name__}: {str(err).strip().splitlines()[0]}" if str(err).strip() else type(err).__name__
         raise UserError(f"checkpoint is damaged or not a PyTorch file ({first[:200]})", path) from None
     if not isinstance(ckpt, dict) or "format" not in ckpt:
         raise UserError("not a fewshot-cam checkpoint (no 'format' key)", path)

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from fewshot_cam.data.transforms import to_float
-from fewshot_cam.errors import UserError
+from fewshot_cam.errors import UserError, check_range, check_ranges
 
 GREY = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale weights
 CROPS = ("resized", "pad")
@@ -67,8 +67,13 @@ class AugmentConfig:
             raise UserError(f"unknown augment.crop '{self.crop}' (valid: {', '.join(CROPS)})")
         if self.jitter_order not in JITTER_ORDERS:
             raise UserError(f"unknown augment.jitter_order '{self.jitter_order}' (valid: {', '.join(JITTER_ORDERS)})")
-        if self.padding < 0:
-            raise UserError(f"augment.padding must be >= 0, got {self.padding}")
+        check_ranges("augment", self, {"brightness": (0, None), "contrast": (0, None), "saturation": (0, None),
+                                       "hflip": (0, 1), "padding": (0, None)})
+        for key, (high, values) in {"scale": (1, self.scale), "ratio": (None, self.ratio)}.items():
+            if len(values) != 2 or values[0] > values[1]:
+                raise UserError(f"augment.{key} must be two numbers lo <= hi, got {list(values)}")
+            for value in values:
+                check_range(f"augment.{key}", value, 0, high, low_open=True)
 
 
 @dataclass(frozen=True)

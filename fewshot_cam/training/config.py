@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from fewshot_cam.config import check_device_name
+from fewshot_cam.data.datasets import DATASETS
 from fewshot_cam.data.options import ReadOptions
-from fewshot_cam.errors import UserError
+from fewshot_cam.errors import UserError, check_ranges
 from fewshot_cam.losses.camloss import LossConfig
 from fewshot_cam.losses.distill import DistillConfig
 from fewshot_cam.losses.saol import SAOLLossConfig
@@ -38,6 +40,13 @@ class DataConfig(ReadOptions):
     """Keep the whole uint8 training split in device memory (fast on a GPU with room to spare);
     otherwise it stays in host memory and each batch is gathered into pinned memory."""
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        DATASETS.get(self.dataset)
+        check_ranges("data", self, {"image_size": (8, 4096)})
+        if not self.train_split.strip():
+            raise UserError("data.train_split must name a split, got ''")
+
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -61,6 +70,12 @@ class RunConfig:
     """Write TensorBoard event files to <out>/tb when tensorboard is installed."""
     progress: bool = True
     """Show a progress bar per epoch (only on a terminal)."""
+
+    def __post_init__(self) -> None:
+        check_ranges("run", self, {"seed": (0, 2**63 - 1), "log_every": (1, None)})
+        check_device_name(self.device, "run.device")
+        if not str(self.out).strip():
+            raise UserError("run.out must name a folder, got ''")
 
 
 @dataclass(frozen=True)

@@ -25,9 +25,9 @@ import torch
 import torch.nn as nn
 
 from fewshot_cam.config import from_dict, merge, to_dict
-from fewshot_cam.data.episodes import EpisodeSampler, check_setting
+from fewshot_cam.data.episodes import EpisodeSampler, check_episode_count, check_setting
 from fewshot_cam.data.split import Split
-from fewshot_cam.errors import UserError
+from fewshot_cam.errors import UserError, check_ranges
 from fewshot_cam.learn2learn_adapter import task_episodes
 from fewshot_cam.losses.prototypical import prototypical_loss
 from fewshot_cam.models.checkpoint import load_model
@@ -82,6 +82,8 @@ class MetaTrainConfig:
 
 
     def __post_init__(self) -> None:
+        check_ranges("", self, {"ways": (2, None), "shots": (1, None), "queries": (1, None),
+                                "episodes_per_epoch": (1, None)})
         if not 1 <= self.tasks_per_step <= self.episodes_per_epoch:
             raise UserError(f"need 1 <= tasks_per_step <= episodes_per_epoch, got tasks_per_step={self.tasks_per_step} "
                             f"and episodes_per_epoch={self.episodes_per_epoch}")
@@ -209,6 +211,7 @@ def setup(cfg: MetaTrainConfig, model: FewShotClassifier, class_names: tuple[str
     The head is frozen (ProtoNet does not use it): the checkpoints keep the pretrained head weights.
     """
     train, val = load_data(cfg, info)
+    check_episode_count(cfg.steps_per_epoch * cfg.tasks_per_step, train.name, cfg.ways, cfg.shots, cfg.queries)
     channels_last = cfg.run.channels_last and device.type == "cuda"
     model = model.to(device, memory_format=torch.channels_last) if channels_last else model.to(device)
     model.head.requires_grad_(False)
@@ -229,11 +232,11 @@ def setup(cfg: MetaTrainConfig, model: FewShotClassifier, class_names: tuple[str
 def fit(cfg: MetaTrainConfig, model: FewShotClassifier, class_names: tuple[str, ...], device: torch.device,
         info: distributed.DistInfo = distributed.DistInfo(), resume_run: bool = False) -> MetaTraining:
     """Meta-train the pretrained ``model`` per ``cfg`` into ``cfg.run.out``; returns the final state."""
-    run_dir = open_run(cfg.run.out, info, cfg.run.tensorboard, resume_run)
-    state = setup(cfg, model, class_names, device, info)
-    start_run(state, run_dir, resume_run)
-    autocast = autocast_for(device, cfg.run.amp)
-    run_epochs(state, run_dir, lambda epoch: train_one_epoch(state, epoch, autocast))
+    with open_run(cfg.run.out, info, cfg.run.tensorboard, resume_run) as run_dir:
+        state = setup(cfg, model, class_names, device, info)
+        start_run(state, run_dir, resume_run)
+        autocast = autocast_for(device, cfg.run.amp)
+        run_epochs(state, run_dir, lambda epoch: train_one_epoch(state, epoch, autocast))
     return state
 
 

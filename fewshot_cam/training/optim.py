@@ -17,7 +17,7 @@ from typing import Callable, Literal
 import torch
 import torch.nn as nn
 
-from fewshot_cam.errors import UserError
+from fewshot_cam.errors import UserError, check_range, check_ranges
 from fewshot_cam.registry import Registry
 
 
@@ -47,6 +47,16 @@ class OptimConfig:
     """Multi-step decay factor."""
     lr_warmup_epochs: float = 0.0
     """Linear learning-rate warm-up length in epochs (0: none)."""
+
+    def __post_init__(self) -> None:
+        check_ranges("optim", self, {
+            "epochs": (1, None), "batch_size": (1, None), "steps_per_epoch": (0, None), "lr": (0, None, True),
+            "momentum": (0, 1), "weight_decay": (0, None), "gamma": (0, None, True), "lr_warmup_epochs": (0, None),
+        })
+        for milestone in self.milestones:
+            check_range("optim.milestones", milestone, 0, None)
+        if self.nesterov and self.momentum == 0:
+            raise UserError("optim.nesterov needs optim.momentum > 0, got 0")
 
 
 def multistep_factor(t: float, cfg: OptimConfig) -> float:
@@ -78,10 +88,7 @@ def lr_factor(step: int, cfg: OptimConfig, steps_per_epoch: int) -> float:
 
 
 def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.SGD:
-    """SGD with momentum and weight decay over every trainable parameter."""
-    if cfg.lr <= 0 or cfg.batch_size < 1 or cfg.epochs < 1:
-        got = f"{cfg.lr}, {cfg.batch_size}, {cfg.epochs}"
-        raise UserError(f"optim needs lr > 0, batch_size >= 1, epochs >= 1 (got {got})")
+    """SGD with momentum and weight decay over every trainable parameter (``cfg`` is range-checked)."""
     params = [p for p in model.parameters() if p.requires_grad]
     return torch.optim.SGD(
         params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.nesterov

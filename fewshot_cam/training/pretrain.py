@@ -113,11 +113,11 @@ def fit(
     resume_run: bool = False,
 ) -> Pretraining:
     """Pretrain per ``cfg`` on ``device`` into the run folder ``cfg.run.out``; returns the final state."""
-    run_dir = open_run(cfg.run.out, info, cfg.run.tensorboard, resume_run)
-    state = setup(cfg, device, info)
-    start_run(state, run_dir, resume_run)
-    autocast = autocast_for(device, cfg.run.amp)
-    objective = Objective(cfg.loss, state.model.head, cfg.distill, cfg.saol, state.teacher)
+    with open_run(cfg.run.out, info, cfg.run.tensorboard, resume_run) as run_dir:
+        state = setup(cfg, device, info)
+        start_run(state, run_dir, resume_run)
+        autocast = autocast_for(device, cfg.run.amp)
+        objective = Objective(cfg.loss, state.model.head, cfg.distill, cfg.saol, state.teacher)
 
-    run_epochs(state, run_dir, lambda epoch: train_one_epoch(state, objective, epoch, autocast))
+        run_epochs(state, run_dir, lambda epoch: train_one_epoch(state, objective, epoch, autocast))
     return state

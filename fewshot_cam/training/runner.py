@@ -28,6 +28,7 @@ from fewshot_cam.errors import UserError
 from fewshot_cam.progress import progress
 from fewshot_cam.stats import format_ci
 from fewshot_cam.training import distributed
+from fewshot_cam.training.run_checkpoints import last_good
 from fewshot_cam.training.run_dir import RunDir
 from fewshot_cam.training.state import RunState, end_epoch
 
@@ -54,8 +55,8 @@ def check_finite(bad_step: torch.Tensor, epoch: int, steps: int, info: distribut
     first = int(distributed.all_reduce(bad_step.clone(), info, op="min"))
     if first != NO_STEP:
         raise UserError(
-            f"non-finite loss at epoch {epoch}, step {first + 1}/{steps}; stopped, the run folder keeps "
-            f"the last good checkpoint (epoch {epoch - 1}); lower optim.lr or check the data"
+            f"non-finite loss at epoch {epoch}, step {first + 1}/{steps}; stopped, {last_good(epoch)}; "
+            "lower optim.lr or check the data"
         )
 
 

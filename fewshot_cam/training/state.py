@@ -25,6 +25,13 @@ from fewshot_cam.models.classifier import FewShotClassifier
 from fewshot_cam.stats import Interval
 from fewshot_cam.training import distributed
 from fewshot_cam.training.augment import AugmentConfig, augment, gather_batch
+from fewshot_cam.training.run_checkpoints import (
+    best_value,
+    check_finite_state,
+    drop_orphan_best,
+    repair_best,
+    write_checkpoints,
+)
 from fewshot_cam.training.run_dir import RunDir
 from fewshot_cam.training.validation import validate
 
@@ -54,7 +61,8 @@ def make_batch(data: EpochInputs, index: torch.Tensor, device: torch.device, gen
 
 @dataclass
 class RunState:
-    """Everything one run holds; ``epoch`` counts completed epochs, ``best`` the best val accuracy.
+    """Everything one run holds; ``epoch`` counts completed epochs, ``best`` the best val accuracy,
+    ``best_epoch`` the epoch best.pt holds.
 
     ``cfg`` is the run's config (``PretrainConfig`` or ``MetaTrainConfig``); ``forward`` is the module
     the optimiser steps through (DDP-wrapped under torchrun).
@@ -74,6 +82,7 @@ class RunState:
     epoch: int = 0
     best: float = -math.inf
     last_val: Interval | None = None
+    best_epoch: int | None = None
 
 
 def load_data(cfg: Any, info: distributed.DistInfo) -> tuple[Split, Split | None]:
@@ -104,8 +113,10 @@ def comparable(cfg: dict) -> dict:
     return out
 
 
-def resume(state: RunState, path) -> None:
-    """Restore weights, optimiser, schedule, epoch and best accuracy from ``path`` (normally last.pt)."""
+def resume(state: RunState, run_dir: RunDir) -> None:
+    """Restore weights, optimiser, schedule, epoch and best accuracy from last.pt, after making its
+    summary of best.pt true (:func:`~fewshot_cam.training.run_checkpoints.repair_best`)."""
+    path = run_dir.last
     ckpt = load_checkpoint(path, map_location=state.device)
     diff = _first_difference(comparable(ckpt.get("config", {})), comparable(to_dict(state.cfg)))
     if diff:
@@ -118,7 +129,10 @@ def resume(state: RunState, path) -> None:
         why = " ".join(str(err).split())[:200]
         raise UserError(f"cannot resume: the checkpoint's state does not fit ({why})", path) from None
     state.epoch = int(ckpt["epoch"])
-    state.best = float(ckpt["best_metric"]) if ckpt.get("best_metric") is not None else -math.inf
+    repaired = repair_best(ckpt, run_dir.best)
+    if repaired and state.info.is_main:
+        save_checkpoint(run_dir.best if repaired == "best" else path, ckpt)
+    state.best, state.best_epoch = best_value(ckpt["best_metric"]), ckpt["best_epoch"]
 
 
 def checkpoint_payload(state: RunState) -> dict:
@@ -133,6 +147,7 @@ def checkpoint_payload(state: RunState) -> dict:
         "optimizer": state.optimizer.state_dict(),
         "scheduler": state.scheduler.state_dict(),
         "best_metric": None if math.isinf(state.best) else state.best,
+        "best_epoch": state.best_epoch,
     }
 
 
@@ -143,7 +158,8 @@ def should_validate(cfg: Any, epoch: int) -> bool:
 
 def end_epoch(state: RunState, epoch: int, stats: dict[str, float], run_dir: RunDir, started: float) -> dict:
     """Validate (rank 0), log one metrics record (time: seconds since ``started``, validation included),
-    write last.pt and, if improved, best.pt."""
+    write best.pt if improved, then last.pt (:mod:`.run_checkpoints`); nothing unless the state is finite."""
+    check_finite_state(state.model, state.optimizer, epoch)
     state.epoch = epoch
     val = None
     if state.val_split is not None and should_validate(state.cfg, epoch):
@@ -152,6 +168,8 @@ def end_epoch(state: RunState, epoch: int, stats: dict[str, float], run_dir: Run
     improved = val.mean > state.best if val is not None else state.cfg.val.every <= 0
     if val is not None and improved:
         state.best = val.mean
+    if improved:
+        state.best_epoch = epoch
     record = {
         "epoch": epoch, **stats,
         "val_acc": val.mean if val else None, "val_ci95": val.ci95 if val else None,
@@ -159,26 +177,26 @@ def end_epoch(state: RunState, epoch: int, stats: dict[str, float], run_dir: Run
     }
     if state.info.is_main:
         run_dir.log_epoch(record)
-        payload = checkpoint_payload(state)
-        save_checkpoint(run_dir.last, payload)
-        if improved:
-            save_checkpoint(run_dir.best, payload)
+        write_checkpoints(run_dir, checkpoint_payload(state), improved)
     distributed.barrier(state.info)
     return record
 
 
 def open_run(out: str, info: distributed.DistInfo, tensorboard: bool, resume_run: bool) -> RunDir:
-    """The run folder; a fresh run refuses to overwrite one that holds last.pt."""
+    """The run folder, locked (close it, or use ``with``); a fresh run refuses to overwrite one that holds last.pt."""
     run_dir = RunDir(out, info.is_main, tensorboard)
     if not resume_run and run_dir.last.exists():
+        run_dir.close()
         raise UserError("the run folder already holds last.pt: pass --resume to continue it, or pick another --out",
                         run_dir.path)
+    if not resume_run and run_dir.enabled:
+        drop_orphan_best(run_dir.best)
     return run_dir
 
 
 def start_run(state: RunState, run_dir: RunDir, resume_run: bool) -> None:
     """Restore last.pt when resuming, then write config.yaml and trim metrics.jsonl to the restored epoch."""
     if resume_run:
-        resume(state, run_dir.last)
+        resume(state, run_dir)
     run_dir.write_config(state.cfg)
     run_dir.start(state.epoch)

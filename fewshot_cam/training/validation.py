@@ -14,8 +14,9 @@ from typing import Literal
 import torch
 import torch.nn as nn
 
-from fewshot_cam.data.episodes import EpisodeSampler
+from fewshot_cam.data.episodes import EpisodeSampler, check_episode_count
 from fewshot_cam.data.split import Split
+from fewshot_cam.errors import check_ranges
 from fewshot_cam.fewshot.episodic import evaluate_episodes
 from fewshot_cam.models.features import extract_features
 from fewshot_cam.stats import Interval, mean_ci95
@@ -44,9 +45,14 @@ class ValConfig:
     batch_size: int = 256
     """Images per forward pass during feature extraction."""
 
+    def __post_init__(self) -> None:
+        check_ranges("val", self, {"every": (0, None), "ways": (2, None), "shots": (1, None), "queries": (1, None),
+                                   "episodes": (1, None), "seed": (0, 2**63 - 1), "batch_size": (1, None)})
+
 
 def sample_episodes(split: Split, cfg: ValConfig) -> torch.Tensor:
-    """The fixed validation episodes: (E, N, K+Q) indices into ``split``."""
+    """The fixed validation episodes: (E, N, K+Q) indices into ``split`` (their memory checked first)."""
+    check_episode_count(cfg.episodes, split.name, cfg.ways, cfg.shots, cfg.queries)
     sampler = EpisodeSampler(split, cfg.ways, cfg.shots, cfg.queries, cfg.seed)
     return sampler.sample(cfg.episodes)
 
