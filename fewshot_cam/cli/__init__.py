@@ -49,7 +49,12 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = build_parser(argv).parse_args(argv)
+        parser = build_parser(argv)
+        args = parser.parse_args(argv)
+        if getattr(args, "_settings", None) is not None:
+            from fewshot_cam.cli.common import resolve_settings
+
+            args = resolve_settings(parser, argv, args)
         return int(args._run(args) or 0)
     except UserError as err:
         print(f"fewshot-cam: error: {err}", file=sys.stderr)

@@ -2,6 +2,7 @@
 
     <out>/config.yaml     resolved configuration
     <out>/metrics.jsonl   one JSON object per epoch
+    <out>/train.log       the per-epoch log lines printed to stderr (appended; a resumed run adds to it)
     <out>/last.pt         checkpoint after the latest epoch (what --resume reads)
     <out>/best.pt         checkpoint with the best validation accuracy
     <out>/tb/             TensorBoard event files (when tensorboard is installed and enabled)
@@ -85,6 +86,16 @@ class RunDir:
                 if key != "epoch" and isinstance(value, (int, float)):
                     self._writer.add_scalar(key, value, record["epoch"])
             self._writer.flush()
+
+    @property
+    def log(self) -> Path:
+        return self.path / "train.log"
+
+    def log_line(self, line: str) -> None:
+        """Append one line to train.log."""
+        if self.enabled:
+            with self.log.open("a") as f:
+                f.write(line + "\n")
 
     def close(self) -> None:
         if self._writer is not None:
