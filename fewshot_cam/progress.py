@@ -1,7 +1,8 @@
 """Progress for long loops (stage-free helper): one place that configures how progress is shown.
 
 On a terminal a tqdm bar on stderr. When stderr is not a terminal (a cluster job's log file, a pipe)
-plain lines instead, one about every 10 % of the work or every 30 s, whichever comes first::
+plain lines instead, one about every 10 % of the work or every 30 s, whichever comes first, once the
+loop has run ``QUIET_SECONDS`` (a short loop prints nothing)::
 
     extract: 512/2048 (25%) 3.1 s elapsed, ETA 9.3 s
 
@@ -21,6 +22,7 @@ T = TypeVar("T")
 
 LINE_FRACTION = 0.1  # a line per this fraction of the total ...
 LINE_SECONDS = 30.0  # ... or per this many seconds, whichever comes first
+QUIET_SECONDS = 5.0  # no line before the loop has run this long
 
 
 def format_seconds(seconds: float) -> str:
@@ -37,7 +39,8 @@ class LineProgress:
     """The tqdm subset the loops use (iterate, ``update``, ``set_postfix``, ``close``), printing lines.
 
     A line is printed when the count crosses the next ``LINE_FRACTION`` of ``total`` or ``LINE_SECONDS``
-    have passed since the last line, and once at the end; nothing for an unknown or zero total.
+    have passed since the last line (none in the first ``QUIET_SECONDS``), and once at the end if any was
+    printed; nothing for an unknown or zero total.
     """
 
     def __init__(self, iterable: Iterable[T] | None, total: int | None, desc: str | None, unit: str,
@@ -49,7 +52,7 @@ class LineProgress:
         self.n, self.postfix = 0, ""
         self.start = self.last_time = clock()
         self.next_count = self._step()
-        self.closed = False
+        self.closed, self.printed = False, False
 
     def _step(self) -> float:
         return self.n + max(1.0, (self.total or 0) * LINE_FRACTION)
@@ -76,11 +79,12 @@ class LineProgress:
     def update(self, n: int = 1) -> None:
         self.n += n
         now = self.clock()
-        if self.total and (self.n >= self.next_count or now - self.last_time >= LINE_SECONDS) and self.n < self.total:
+        due = self.n >= self.next_count or now - self.last_time >= LINE_SECONDS
+        if self.total and due and self.n < self.total and now - self.start >= QUIET_SECONDS:
             self._print(now)
 
     def close(self) -> None:
-        if not self.closed and self.total:
+        if not self.closed and self.total and self.printed:
             self._print(self.clock())
         self.closed = True
 
@@ -94,7 +98,7 @@ class LineProgress:
 
     def _print(self, now: float) -> None:
         print(self.line(now), file=self.stream or sys.stderr, flush=True)
-        self.last_time, self.next_count = now, self._step()
+        self.last_time, self.next_count, self.printed = now, self._step(), True
 
 
 def progress(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
@@ -132,14 +131,15 @@ def best_val_summary(best: float, last_val: Any, val_every: int) -> str:
 
 
 class DeprecatedAlias(argparse.Action):
-    """A hidden old spelling of a flag: stores into the new flag's dest and warns once on stderr."""
+    """A hidden old spelling of a flag: stores into the new flag's dest (not in --help; kept so existing
+    scripts work)."""
 
     def __init__(self, option_strings, dest, new: str = "", **kwargs):
         self.new = new
+        kwargs.pop("default", None)  # a parser.set_defaults for the dest must not become the alias's default
         super().__init__(option_strings, dest, default=argparse.SUPPRESS, help=argparse.SUPPRESS, **kwargs)
 
     def __call__(self, parser, namespace, values, option_string=None):
-        print(f"fewshot-cam: warning: {option_string} is deprecated, use {self.new}", file=sys.stderr)
         setattr(namespace, self.dest, values)
 
 
