@@ -23,7 +23,7 @@ from fewshot_cam.cli import common
 from fewshot_cam.config import from_dict, merge
 from fewshot_cam.errors import UserError
 from fewshot_cam.losses.distill import DISTILL_MODES
-from fewshot_cam.models.backbones import BACKBONES
+from fewshot_cam.models.backbones import BACKBONE_METAVAR, BACKBONES, backbone_choices
 from fewshot_cam.models.checkpoint import SELECTIONS
 from fewshot_cam.models.factory import HEADS
 from fewshot_cam.models.runs import completed_epochs, is_finished, planned_epochs
@@ -45,8 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     common.add_config_arguments(parser, "YAML file (see configs/); flags and --set override it", "optim.lr=0.1")
     common.add_data_arguments(parser)
     parser.add_argument("--image-size", type=int, default=None, help="image side in pixels (default 84)")
-    parser.add_argument("--backbone", default=None, choices=BACKBONES.names(),
-                        help=f"default conv4; {BACKBONES.describe()}")
+    parser.add_argument("--backbone", default=None, choices=backbone_choices(), metavar=BACKBONE_METAVAR,
+                        help=f"default conv4; {BACKBONES.describe()}; timm:NAME: any timm model (extra 'timm'; "
+                             "weights only from a file: --set model.weights=PATH)")
     parser.add_argument("--head", default=None, choices=HEADS.names(), help=f"default linear; {HEADS.describe()}")
     parser.add_argument("--loss", default=None, choices=("ce", "camloss"), help="default ce")
     parser.add_argument("--teacher", default=None, metavar="CHECKPOINT",
