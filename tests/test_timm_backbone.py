@@ -53,5 +53,6 @@ def test_unknown_timm_model_and_missing_weights_are_user_errors(tmp_path, cli):
     code, _, err = cli("pretrain", "--backbone", "timm:test_resnet", "--set", f"model.weights={tmp_path}/none.pth",
                        "--out", tmp_path / "b", *FAST)
     assert code == 2 and "model.weights: no such file" in err
-    code, _, err = cli("pretrain", "--backbone", "conv4", "--set", "model.weights=x.pth", "--out", tmp_path / "c", *FAST)
+    code, _, err = cli("pretrain", "--backbone", "conv4", "--set", "model.weights=x.pth", "--out", tmp_path / "c",
+                       *FAST)
     assert code == 2 and "model.weights is for timm:NAME backbones" in err

@@ -55,8 +55,9 @@ def installed(tmp_path_factory):
     work.mkdir()
     torch.manual_seed(0)
     cfg = ModelConfig(backbone="tiny")
+    data = {"dataset": "synthetic", "image_size": 16}
     save_checkpoint(work / "tiny.pt", {"model": build_model(cfg, 64).state_dict(), "model_config": asdict(cfg),
-                                       "num_classes": 64, "config": {"data": {"dataset": "synthetic", "image_size": 16}}})
+                                       "num_classes": 64, "config": {"data": data}})
     return env_dir, work, env
 
 
