@@ -86,3 +86,13 @@ def test_eval_and_cam_save_their_resolved_settings(tmp_path, cli, checkpoint):
     assert saved["images"] == 4 and saved["cam_threshold"] == 0.3
     record = json.loads((tmp_path / "cams" / "localization.json").read_text())
     assert record["n"] == 4 and record["settings"]["cam_threshold"] == 0.3
+
+
+def test_report_json_carries_its_settings(tmp_path, cli, checkpoint):
+    for seed in (0, 1):
+        assert cli("eval", "--checkpoint", checkpoint, "--ways", "5", "--shots", "1", "--episodes", "10", "--seed",
+                   seed, "--methods", "protonet", "--device", "cpu", "--json", tmp_path / f"r{seed}.json")[0] == 0
+    code, _, err = cli("report", tmp_path / "r0.json", tmp_path / "r1.json", "--json", tmp_path / "rep.json")
+    assert code == 0, err
+    settings = json.loads((tmp_path / "rep.json").read_text())["settings"]
+    assert settings["results"] == [str(tmp_path / "r0.json"), str(tmp_path / "r1.json")]

@@ -223,7 +223,8 @@ def resolved_settings(args: argparse.Namespace) -> dict[str, Any]:
     skip = {"config", "overrides", "config_data_options"}
     out = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()
            if not k.startswith("_") and k not in skip}
-    out["data"] = data_option_values(args) or {}
+    if hasattr(args, "overrides"):
+        out["data"] = data_option_values(args) or {}
     return out
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import yaml
 
 from fewshot_cam.cli import run_command
-from fewshot_cam.cli.common import add_device_argument, add_settings_arguments, write_settings
+from fewshot_cam.cli.common import add_device_argument, add_settings_arguments, resolved_settings, write_settings
 from fewshot_cam.config import merge, parse_overrides
 from fewshot_cam.errors import UserError
 from fewshot_cam.evaluation.published import SOURCES, published
@@ -143,7 +143,7 @@ def write_study(args: argparse.Namespace, rows: list[dict], ablation: bool) -> t
             f"{'ablation-*-test.json' if ablation else 'not run (no masks)'}.\n")
     md = atomic_write(args.out / "study.md", text)
     record = {"recipe": args.recipe, "dataset": args.dataset, "backbone": args.backbone, "rows": rows,
-              "published_source": source, "ablation": ablation}
+              "published_source": source, "ablation": ablation, "settings": resolved_settings(args)}
     return md, write_json(args.out / "study.json", record, STUDY_FORMAT)
 
 
