@@ -43,3 +43,17 @@ def test_published_numbers_are_rfs_tables():
     assert published("rfs", "mini-imagenet", "resnet12", "logreg", 5) == (79.64, 0.44)
     assert published("rfs", "mini-imagenet", "conv4", "logreg", 1) is None
     assert published("camloss", "mini-imagenet", "resnet12", "logreg", 1) is None
+
+
+def test_pretrain_settings_layer_recipe_flags_and_overrides():
+    from argparse import Namespace
+
+    from fewshot_cam.cli.study import pretrain_settings
+
+    args = Namespace(dataset="cub", root="R", image_size=None, backbone="resnet12", epochs=None, device="cpu",
+                     recipe="rfs", pretrain_set=["optim.lr=0.1"], overrides=["data.crop=box"],
+                     config_data_options=None)
+    got = pretrain_settings(args, "camloss")
+    assert got["data"] == {"dataset": "cub", "root": "R", "image_size": 84, "crop": "box"}
+    assert (got["optim"]["lr"], got["optim"]["epochs"], got["train"]["select"], got["loss"]["loss"]) == (
+        0.1, 100, "last", "camloss")

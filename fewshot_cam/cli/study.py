@@ -21,7 +21,13 @@ from pathlib import Path
 import yaml
 
 from fewshot_cam.cli import run_command
-from fewshot_cam.cli.common import add_device_argument, add_settings_arguments, resolved_settings, write_settings
+from fewshot_cam.cli.common import (
+    add_device_argument,
+    add_settings_arguments,
+    data_option_values,
+    resolved_settings,
+    write_settings,
+)
 from fewshot_cam.config import merge, parse_overrides
 from fewshot_cam.errors import UserError
 from fewshot_cam.evaluation.published import SOURCES, published
@@ -56,9 +62,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def pretrain_settings(args: argparse.Namespace, loss: str) -> dict:
-    """The recipe, then the study's flags, then --pretrain-set, for the run with ``loss``."""
+    """The recipe, then the study's flags (and --set data.KEY read options), then --pretrain-set, for the
+    run with ``loss``; the later steps read the data settings from the checkpoints."""
     size = args.image_size or (32 if args.dataset == "synthetic" else 84)
-    flags = {"data": {"dataset": args.dataset, "root": args.root, "image_size": size},
+    data = {"dataset": args.dataset, "root": args.root, "image_size": size} | (data_option_values(args) or {})
+    flags = {"data": data,
              "model": {"backbone": args.backbone}, "loss": {"loss": loss}, "run": {"device": args.device}}
     if args.epochs is not None:
         flags["optim"] = {"epochs": args.epochs}

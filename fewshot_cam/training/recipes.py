@@ -12,7 +12,8 @@ from fewshot_cam.training.config import QUICKSTART
 
 RECIPES: Registry[dict] = Registry("recipe")
 
-RECIPES.register("camloss", {k: v for k, v in QUICKSTART.items() if k not in ("data", "optim")} | {
+RECIPES.register("camloss", {k: v for k, v in QUICKSTART.items() if k not in ("data", "optim", "loss")} | {
+    "loss": {"alpha": 1.0, "warmup_epochs": 5, "distance": "l1"},
     "optim": {"epochs": 30, "batch_size": 64, "lr": 0.05, "weight_decay": 5.0e-4, "schedule": "cosine"},
     "val": {"every": 5, "ways": 5, "shots": 1, "queries": 15, "episodes": 300},
 }, help="this project's CE vs CE + CAM-loss recipe (Wang et al. 2021; configs/synthetic-conv4-camloss.yaml)")
