@@ -48,6 +48,6 @@ for name in "${MODELS[@]}"; do models+=(--model "$name=$OUT/$name/best.pt"); don
 
 echo "== CAM pictures and localisation (SAOL: its spatial logits)"
 fc cam --checkpoint "$OUT/ce/best.pt" --checkpoint "$OUT/camloss/best.pt" --checkpoint "$OUT/ccm/best.pt" \
-    --checkpoint "$OUT/saol/best.pt" --split test --n 256 --pictures 16 --method cam --out "$OUT/cams-distill-saol"
+    --checkpoint "$OUT/saol/best.pt" --split test --images 256 --pictures 16 --method cam --out "$OUT/cams-distill-saol"
 
 echo "Done: results in $OUT (report-distill-saol-*.md, ablation-distill-saol.md/png, cams-distill-saol/)"

@@ -1,6 +1,6 @@
-"""Regenerate the frozen evaluation episodes shipped in ``episodes/``.
+"""Regenerate the frozen evaluation episodes shipped in ``fewshot_cam/episodes_data/`` (package data).
 
-    .venv/bin/python scripts/make_shipped_episodes.py [--out episodes] [--n 2000] [--seed 0]
+    .venv/bin/python scripts/make_shipped_episodes.py [--out fewshot_cam/episodes_data] [--episodes 2000] [--seed 0]
 
 Writes 5-way 1-shot and 5-way 5-shot (15 queries) files for the test split of the built-in
 ``synthetic`` benchmark (default SynthConfig) and of miniImageNet (Ravi & Larochelle split). Only
@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from fewshot_cam.data.episode_file import SHIPPED_DIR
 from fewshot_cam.data.episodes import save_episodes_for_classes
 from fewshot_cam.data.synthetic import SynthConfig, class_table
 
@@ -35,14 +36,14 @@ def test_splits() -> dict[str, tuple[list[str], list[int]]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "episodes")
-    parser.add_argument("--n", type=int, default=2000)
+    parser.add_argument("--out", type=Path, default=SHIPPED_DIR)
+    parser.add_argument("--episodes", "--n", type=int, default=2000, help="episodes per file (--n: old spelling)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     for dataset, (names, sizes) in test_splits().items():
         for shots in (1, 5):
             path = args.out / f"{dataset}-test-5way-{shots}shot-15q.json"
-            save_episodes_for_classes(path, dataset, "test", names, sizes, 5, shots, 15, args.n, args.seed)
+            save_episodes_for_classes(path, dataset, "test", names, sizes, 5, shots, 15, args.episodes, args.seed)
             print(f"wrote {path} ({path.stat().st_size / 1e3:.0f} kB)")
 
 

@@ -33,7 +33,7 @@ done
 
 echo "== CAM pictures and localisation"
 fc cam --checkpoint "$OUT/ce/best.pt" --checkpoint "$OUT/camloss/best.pt" \
-    --split test --n 256 --pictures 16 --method cam --out "$OUT/cams"
+    --split test --images 256 --pictures 16 --method cam --out "$OUT/cams"
 
 # Background reliance on the novel (test) classes, whose backgrounds are independent of the class,
 # and on the base (train) classes, where the benchmark plants a background shortcut.

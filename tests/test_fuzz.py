@@ -104,7 +104,7 @@ CASES: list[tuple[str | list[str], list[str]]] = [
     ("pretrain --backbone vgg99", ["--backbone", "'vgg99'"]),
     ("pretrain --loss focal", ["--loss", "'focal'"]),
     ("metatrain --sampler magic", ["--sampler", "'magic'"]),
-    ("eval", ["--checkpoint", "required"]),
+    ("eval", ["no --checkpoint given", "no finished run"]),
     ("eval --checkpoint {ckpt} --episodes 5 --episode-file {ep}", ["--episode-file", "not allowed"]),
     ("eval --checkpoint {ckpt} --lr 3", ["unrecognized", "--lr"]),
     ("cam --checkpoint {ckpt} --out {d}/c --method magic", ["--method", "'magic'"]),
@@ -309,10 +309,10 @@ CASES: list[tuple[str | list[str], list[str]]] = [
     ("report --group x={result} --group x={result}", ["'x'", "twice"]),
     ("report --group x={result} --csv {d}/t.csv", ["--csv"]),
     # ---- cam
-    (CAM.replace("--n 4", "--n 0"), ["--n", "got 0"]),
+    (CAM.replace("--n 4", "--n 0"), ["--images", "got 0"]),
     (CAM + " --pictures -1", ["--pictures", "got -1"]),
-    (CAM + " --threshold 2", ["--threshold", "got 2"]),
-    (CAM + " --batch-size 0", ["--batch-size", "got 0"]),
+    (CAM + " --threshold 2", ["--cam-threshold", "got 2"]),  # an old spelling: the error names the new
+    (CAM + " --batch-size 0", ["--image-batch", "got 0"]),
     (CAM + " --support-shots 0", ["--support-shots", "got 0"]),
     (CAM + " --faithfulness --steps 0", ["--steps", "got 0"]),
     (CAM + " --seed -1", ["--seed", "got -1"]),
@@ -325,7 +325,7 @@ CASES: list[tuple[str | list[str], list[str]]] = [
     # ---- ablate
     (ABLATE + " --mask-threshold 1.5", ["mask_threshold", "got 1.5"]),
     (ABLATE + " --mask-threshold 0", ["mask_threshold", "got 0"]),
-    (ABLATE + " --cam-batch-size 0", ["cam_batch_size", "got 0"]),
+    (ABLATE + " --cam-batch-size 0", ["--image-batch", "got 0"]),
     (ABLATE + " --ways 0", ["ways", "got 0"]),
     (ABLATE + " --seed -1", ["seed", "got -1"]),
     ("ablate --checkpoint {ckpt} --episodes 0", ["episodes", "got 0"]),

@@ -25,6 +25,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("fewshot_cam.cli.report", "tables and paired comparisons across eval results"),
     "cam": ("fewshot_cam.cli.cam", "draw class activation maps (CAM, Grad-CAM, Grad-CAM++, Score-CAM)"),
     "ablate": ("fewshot_cam.cli.ablate", "background-reliance analysis on original/foreground/background images"),
+    "study": ("fewshot_cam.cli.study", "the whole job on any dataset: pretrain CE and CAM-loss, evaluate, report, "
+                                       "CAMs, background analysis (resumable)"),
 }
 
 
@@ -57,11 +59,22 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     return parser
 
 
+def run_command(argv: list[str]) -> int:
+    """Parse ``argv`` (``--config`` / ``--set`` resolved) and run the command; a UserError propagates."""
+    argv = [str(a) for a in argv]
+    parser = build_parser(argv)
+    args = parser.parse_args(argv)
+    if getattr(args, "_settings", None) is not None:
+        from fewshot_cam.cli.common import resolve_settings
+
+        args = resolve_settings(parser, argv, args)
+    return int(args._run(args) or 0)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = build_parser(argv).parse_args(argv)
-        return int(args._run(args) or 0)
+        return run_command(argv)
     except UserError as err:
         print(f"fewshot-cam: error: {err}", file=sys.stderr)
         return 2

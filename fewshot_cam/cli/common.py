@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import argparse
 import math
+from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 import torch
+import yaml
 
-from fewshot_cam.config import check_device_name, layered, parse_overrides
+from fewshot_cam.config import check_device_name, layered, parse_overrides, read_yaml
 from fewshot_cam.data.datasets import DATASETS
 from fewshot_cam.data.options import OPTION_KEYS, read_options
 from fewshot_cam.errors import UserError, check_rule
+from fewshot_cam.io import atomic_write
 
 T = TypeVar("T")
 
@@ -68,6 +71,8 @@ def add_data_options_argument(parser: argparse.ArgumentParser) -> None:
 def data_option_values(args: argparse.Namespace) -> dict[str, Any] | None:
     """The ``--set data.KEY=VALUE`` options given (checked), or None when none are."""
     nested = parse_overrides(args.overrides)
+    if getattr(args, "config_data_options", None):
+        nested["data"] = {**args.config_data_options, **(nested.get("data") or {})}
     other = sorted(set(nested) - {"data"})
     if other or not isinstance(nested.get("data", {}), dict):
         keys = "data." + ", data.".join(OPTION_KEYS)
@@ -142,3 +147,106 @@ def best_val_summary(best: float, last_val: Any, val_every: int) -> str:
     if math.isinf(best):
         return "n/a (validation off)" if val_every <= 0 else "n/a (no validation yet)"
     return f"{best:.2f}%" + ("" if last_val is None else f", last {last_val} %")
+
+
+class DeprecatedAlias(argparse.Action):
+    """A hidden old spelling of a flag: stores into the new flag's dest (not in --help; kept so existing
+    scripts work)."""
+
+    def __init__(self, option_strings, dest, new: str = "", **kwargs):
+        self.new = new
+        kwargs.pop("default", None)  # a parser.set_defaults for the dest must not become the alias's default
+        super().__init__(option_strings, dest, default=argparse.SUPPRESS, help=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+
+
+def add_alias(parser: argparse.ArgumentParser, old: str, new: str, type: Callable | None = None) -> None:
+    """Keep ``old`` working as a hidden, deprecated spelling of the flag ``new`` (same dest)."""
+    dest = new.lstrip("-").replace("-", "_")
+    parser.add_argument(old, dest=dest, action=DeprecatedAlias, new=new, type=type)
+
+
+def add_settings_arguments(parser: argparse.ArgumentParser, set_example: str = "ways=5") -> None:
+    """``--config FILE`` (YAML, keys named like the flags, e.g. ``image-batch: 64``; a ``data:`` section
+    for read options) and repeatable ``--set KEY=VALUE`` (a flag name, or ``data.KEY`` for a read option
+    of cub/filelist). Later wins: defaults < --config < explicit flags < --set. Resolved by
+    :func:`resolve_settings` (the CLI's main calls it for every command that sets ``_settings``)."""
+    parser.add_argument("--config", default=None, help="YAML file of settings named like the flags "
+                        "(a data: section for read options); explicit flags and --set override it")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help=f"set a flag by name (e.g. --set {set_example}) or a read option of cub/filelist "
+                             f"({', '.join('data.' + k for k in OPTION_KEYS)}); repeatable, applied last")
+    parser.set_defaults(_settings=parser, config_data_options=None)
+
+
+def _settable(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
+    """flag name (dashes or underscores) -> its action, for --config / --set."""
+    skip = {"help", "config", "overrides"}
+    found = {}
+    for action in parser._actions:
+        if action.option_strings and action.dest not in skip and not isinstance(action, DeprecatedAlias):
+            found[action.dest] = found[action.dest.replace("_", "-")] = action
+    return found
+
+
+def _convert(action: argparse.Action, value: Any, key: str, where: str) -> Any:
+    if isinstance(value, list) and not isinstance(action, argparse._AppendAction):
+        value = ",".join(str(v) for v in value)  # e.g. methods: [protonet, logreg]
+    if isinstance(action, argparse._AppendAction) and not isinstance(value, list):
+        value = [value]
+    if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+        if not isinstance(value, bool):
+            raise UserError(f"setting '{key}' must be true or false, got {value!r}", where)
+        return value
+    try:
+        convert = action.type or (lambda v: v)
+        return [convert(v) for v in value] if isinstance(value, list) else convert(value)
+    except (TypeError, ValueError, argparse.ArgumentTypeError):
+        raise UserError(f"setting '{key}' has a bad value {value!r}", where) from None
+
+
+def resolve_settings(top: argparse.ArgumentParser, argv: list[str], args: argparse.Namespace) -> argparse.Namespace:
+    """Apply ``--config`` (as defaults, so explicit flags win) and then ``--set`` to the command's flags."""
+    parser: argparse.ArgumentParser = args._settings
+    actions = _settable(parser)
+    file = read_yaml(args.config) if args.config else {}
+    if not isinstance(file, dict):
+        raise UserError("a settings file must be a mapping of flag names to values", args.config)
+    data = file.pop("data", None) if isinstance(file.get("data"), dict) else None
+    unknown = sorted(k for k in file if k not in actions)
+    if unknown:
+        valid = ", ".join(sorted(a.option_strings[0].lstrip("-") for a in set(actions.values())))
+        raise UserError(f"unknown setting '{unknown[0]}' (valid: {valid}, data)", args.config)
+    parser.set_defaults(**{actions[k].dest: _convert(actions[k], v, k, args.config) for k, v in file.items()})
+    args = top.parse_args(argv)
+    args.config_data_options = data
+    data_sets = []
+    for item in args.overrides:
+        key, sep, raw = item.partition("=")
+        if key.strip().startswith("data."):
+            data_sets.append(item)
+        elif not sep or key.strip() not in actions:
+            raise UserError(f"--set {item}: unknown setting '{key}' (a flag name or data.KEY)")
+        else:
+            action = actions[key.strip()]
+            value = raw if action.type is not None else parse_overrides([f"v={raw}"])["v"]
+            setattr(args, action.dest, _convert(action, value, key, "--set"))
+    args.overrides = data_sets
+    return args
+
+
+def resolved_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The command's resolved flags (after --config and --set) as plain values, for the outputs."""
+    skip = {"config", "overrides", "config_data_options"}
+    out = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()
+           if not k.startswith("_") and k not in skip}
+    if hasattr(args, "overrides"):
+        out["data"] = data_option_values(args) or {}
+    return out
+
+
+def write_settings(path: str | Path, args: argparse.Namespace) -> Path:
+    """The resolved settings as YAML at ``path`` (beside a folder of outputs, e.g. cam's PNGs)."""
+    return atomic_write(path, yaml.safe_dump(resolved_settings(args), sort_keys=False))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
 from fewshot_cam.cli import common
@@ -144,7 +143,7 @@ def run_boxes(args: argparse.Namespace) -> int:
         request = BoxRequest(dataset=args.dataset, root=args.root, split=name, imagenet_train=args.imagenet_train,
                              boxes=args.boxes, parts=out.with_name(out.name + ".parts"), image_size=args.image_size,
                              synsets=args.synsets, refine=args.refine, workers=args.workers)
-        split, result = build_box_masks(request, show_progress=sys.stderr.isatty())
+        split, result = build_box_masks(request, show_progress=True)
         written.append(write_mask_file(out, split, result.masks, result.has_mask, result.source, args.refine))
         coverage[split.name] = result.coverage
     header = ("split", "images", "matched", "with boxes", "by name", "by content", "ambiguous", "distant")

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from fewshot_cam.cli.common import (
+    add_alias,
     add_data_arguments,
-    add_data_options_argument,
     add_device_argument,
+    add_settings_arguments,
     data_option_values,
     pick_device,
+    resolved_settings,
 )
+from fewshot_cam.errors import UserError
 from fewshot_cam.evaluation.protocols import PROTOCOLS
 from fewshot_cam.evaluation.results import format_result, write_result
 from fewshot_cam.evaluation.run import DEFAULT_EPISODES, EvalRequest, run_evaluation
@@ -40,7 +42,9 @@ def add_protocol_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_shared_arguments(parser: argparse.ArgumentParser) -> None:
     """The checkpoint, setting, episodes, data, device and --json flags (ablate uses them too)."""
-    parser.add_argument("--checkpoint", required=True, help="checkpoint file (.pt) written by pretrain/metatrain")
+    parser.add_argument("--checkpoint", default=None,
+                        help="checkpoint file (.pt) or run folder written by pretrain/metatrain (default: the final "
+                             "checkpoint of the latest finished run under runs/)")
     parser.add_argument("--backbone", default=None, help="fail unless the checkpoint holds this backbone")
     parser.add_argument("--ways", type=int, default=None, help="classes per episode (N)")
     parser.add_argument("--shots", type=int, default=None, help="support images per class (K)")
@@ -56,27 +60,49 @@ def add_shared_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"comma-separated (default: the protocol's); {METHODS.describe()}")
     parser.add_argument("--split", default="test", help="train, val or test (default test)")
     add_data_arguments(parser)
-    add_data_options_argument(parser)
+    add_settings_arguments(parser)
     parser.add_argument("--image-size", type=int, default=None, help="image side (default: the checkpoint's)")
-    parser.add_argument("--batch-size", type=int, default=500, help="episodes evaluated at once")
+    parser.add_argument("--episode-batch", type=int, default=500, help="episodes evaluated at once")
+    add_alias(parser, "--batch-size", "--episode-batch", int)
+    parser.add_argument("--image-batch", type=int, default=256, help="images per forward pass (feature extraction)")
     add_device_argument(parser)
     parser.add_argument("--json", default=None, help="write the results (with per-episode accuracies) here")
 
 
-def run(args: argparse.Namespace) -> int:
-    request = EvalRequest(
+def latest_checkpoint(args: argparse.Namespace) -> str:
+    """--checkpoint, else the final checkpoint of the latest finished run under runs/ (said on stdout)."""
+    if args.checkpoint is not None:
+        return args.checkpoint
+    from fewshot_cam.models.runs import latest_finished_run
+
+    found = latest_finished_run("runs")
+    if found is None:
+        raise UserError("no --checkpoint given and no finished run under runs/ (runs/*/ or runs/*/*/); "
+                        "train one with 'fewshot-cam pretrain' or pass --checkpoint", "runs")
+    print(f"evaluating {found} (the latest finished run under runs/; pass --checkpoint to choose)")
+    return str(found)
+
+
+def request_from_args(args: argparse.Namespace) -> EvalRequest:
+    """The parsed flags as an :class:`EvalRequest`."""
+    return EvalRequest(
         checkpoint=args.checkpoint, ways=args.ways, shots=args.shots, queries=args.queries,
         episodes=args.episodes, seed=args.seed, episode_file=args.episode_file,
         methods=None if args.methods is None else tuple(check_methods(args.methods)),
         split=args.split, dataset=args.dataset, root=args.root,
-        image_size=args.image_size, backbone=args.backbone, batch_size=args.batch_size,
-        data_options=data_option_values(args),
+        image_size=args.image_size, backbone=args.backbone, batch_size=args.episode_batch,
+        feature_batch_size=args.image_batch, data_options=data_option_values(args),
         protocol=args.protocol, normalize=args.normalize, support_augment=args.support_augment,
     )
+
+
+def run(args: argparse.Namespace) -> int:
+    args.checkpoint = latest_checkpoint(args)
+    request = request_from_args(args)
     if args.json:
         check_writable(args.json)  # before the features are extracted
-    result = run_evaluation(request, pick_device(args.device), progress=sys.stderr.isatty())
+    result = run_evaluation(request, pick_device(args.device), progress=True)
     print(format_result(result))
     if args.json:
-        print(f"wrote {write_result(args.json, result)}")
+        print(f"wrote {write_result(args.json, result, resolved_settings(args))}")
     return 0

@@ -2,7 +2,10 @@
 optionally distilled from a teacher checkpoint (``--teacher --distill``) or with a SAOL head (``--head saol``).
 
 Configuration layers, later wins: built-in defaults < ``--config FILE`` < explicit flags
-(``--dataset``, ``--epochs``, ...) < ``--set key=value``. Under ``torchrun`` every process runs this
+(``--dataset``, ``--epochs``, ...) < ``--set key=value``. Without ``--config`` on the built-in
+benchmark (no ``--dataset``, or ``--dataset synthetic``) the built-in layer is the quick-start
+CAM-loss recipe (``training.config.QUICKSTART``: Conv-4-2pool, 32 px, 4 epochs), so bare
+``fewshot-cam pretrain`` trains a useful model in minutes into runs/pretrain. Under ``torchrun`` every process runs this
 command; rank 0 writes the run folder.
 
 ``--seeds 0,1,2`` trains one independent run per seed, one after the other, into ``OUT/seed0``,
@@ -17,13 +20,14 @@ import dataclasses
 from pathlib import Path
 
 from fewshot_cam.cli import common
-from fewshot_cam.config import from_dict
+from fewshot_cam.config import from_dict, merge
 from fewshot_cam.errors import UserError, check_range
 from fewshot_cam.losses.distill import DISTILL_MODES
-from fewshot_cam.models.backbones import BACKBONES
+from fewshot_cam.models.backbones import BACKBONE_METAVAR, BACKBONES, backbone_choices
 from fewshot_cam.models.checkpoint import SELECTIONS
 from fewshot_cam.models.factory import HEADS
-from fewshot_cam.training.config import PretrainConfig
+from fewshot_cam.models.runs import completed_epochs, is_finished, planned_epochs
+from fewshot_cam.training.config import QUICKSTART, PretrainConfig
 from fewshot_cam.training.pretrain import fit
 
 # flag dest -> dotted config key
@@ -41,8 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     common.add_config_arguments(parser, "YAML file (see configs/); flags and --set override it", "optim.lr=0.1")
     common.add_data_arguments(parser)
     parser.add_argument("--image-size", type=int, default=None, help="image side in pixels (default 84)")
-    parser.add_argument("--backbone", default=None, choices=BACKBONES.names(),
-                        help=f"default conv4; {BACKBONES.describe()}")
+    parser.add_argument("--backbone", default=None, choices=backbone_choices(), metavar=BACKBONE_METAVAR,
+                        help=f"default conv4; {BACKBONES.describe()}; timm:NAME: any timm model (extra 'timm'; "
+                             "weights only from a file: --set model.weights=PATH)")
     parser.add_argument("--head", default=None, choices=HEADS.names(), help=f"default linear; {HEADS.describe()}")
     parser.add_argument("--loss", default=None, choices=("ce", "camloss"), help="default ce")
     parser.add_argument("--teacher", default=None, metavar="CHECKPOINT",
@@ -58,8 +63,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def resolve_config(args: argparse.Namespace) -> PretrainConfig:
-    """defaults < --config file < explicit flags < --set; unknown keys and bad types name the key."""
-    return from_dict(PretrainConfig, common.layered_settings(args, FLAG_KEYS), path=args.config)
+    """defaults < --config file < explicit flags < --set; unknown keys and bad types name the key.
+    Without --config on the built-in benchmark the defaults are :data:`QUICKSTART`."""
+    settings = common.layered_settings(args, FLAG_KEYS)
+    if args.config is None and (settings.get("data") or {}).get("dataset", "synthetic") == "synthetic":
+        settings = merge(QUICKSTART, settings)
+    return from_dict(PretrainConfig, settings, path=args.config)
 
 
 def describe(cfg: PretrainConfig) -> str:
@@ -102,7 +111,18 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_fresh(out: str | Path, resume: bool) -> None:
+    """A fresh run refuses a folder that already holds one, saying whether it finished."""
+    if resume or not (Path(out) / "last.pt").exists():
+        return
+    done, planned = completed_epochs(out), planned_epochs(out)
+    state = "a finished run" if is_finished(out) else f"an interrupted run ({done}/{planned} epochs)"
+    more = "--resume --epochs N to train it further" if is_finished(out) else "--resume to continue it"
+    raise UserError(f"the run folder already holds {state}: pick another --out for a new run, or {more}", out)
+
+
 def train_one(cfg: PretrainConfig, resume: bool) -> int:
+    check_fresh(cfg.run.out, resume)
     state, info = common.run_distributed(cfg.run.device, lambda device, info: fit(cfg, device, info, resume))
     if info.is_main:
         best = common.best_val_summary(state.best, state.last_val, cfg.val.every)
@@ -112,4 +132,5 @@ def train_one(cfg: PretrainConfig, resume: bool) -> int:
             f"run folder {cfg.run.out} "
             f"(final model {SELECTIONS[cfg.train.select]}, train.select {cfg.train.select})"
         )
+        print(f"wrote {Path(cfg.run.out) / SELECTIONS[cfg.train.select]} (log: {Path(cfg.run.out) / 'train.log'})")
     return 0

@@ -13,6 +13,7 @@ import glob
 from dataclasses import asdict
 from pathlib import Path
 
+from fewshot_cam.cli.common import resolved_settings
 from fewshot_cam.errors import UserError
 from fewshot_cam.evaluation.report import build_report, format_report, write_report_csv
 from fewshot_cam.evaluation.results import read_result
@@ -81,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"wrote {path}")
     if args.json:
         record = {"kind": "runs", "results": [asdict(r) for r in report.results],
-                  "paired": [asdict(r) for r in report.paired], "notes": report.notes}
+                  "paired": [asdict(r) for r in report.paired], "notes": report.notes,
+                  "settings": resolved_settings(args)}
         print(f"wrote {write_json(args.json, record, REPORT_FORMAT)}")
     return 0
 
@@ -95,5 +97,6 @@ def run_groups(args: argparse.Namespace) -> int:
     if args.json:
         record = seed_report_record(report)
         record["groups"] = {label: [path for path, _ in results] for label, results in groups.items()}
+        record["settings"] = resolved_settings(args)
         print(f"wrote {write_json(args.json, record, REPORT_FORMAT)}")
     return 0

@@ -168,11 +168,16 @@ def check_indices(class_ids: np.ndarray, image_ids: np.ndarray, num_classes: int
                         "(a query repeats a support, or an image is drawn twice)", path)
 
 
+SHIPPED_DIR = Path(fewshot_cam.__file__).resolve().parent / "episodes_data"
+"""The frozen episode files shipped with the package (scripts/make_shipped_episodes.py writes them)."""
+
+
 def episode_dirs() -> list[Path]:
     """Folders searched for frozen episodes: $FEWSHOT_CAM_EPISODES (os.pathsep-separated), then the
-    repository's ``episodes/`` folder."""
+    package's ``fewshot_cam/episodes_data/`` (package data: the same folder in a checkout and after
+    ``pip install .``)."""
     extra = [Path(p) for p in os.environ.get(ENV_VAR, "").split(os.pathsep) if p]
-    return extra + [Path(fewshot_cam.__file__).resolve().parent.parent / "episodes"]
+    return extra + [SHIPPED_DIR]
 
 
 def episode_files() -> list[Path]:

@@ -97,9 +97,10 @@ def episodes_hash(indices: torch.Tensor) -> str:
     return hashlib.sha256(repr(data.shape).encode() + data.tobytes()).hexdigest()[:16]
 
 
-def write_result(path: str | Path, result: EvalResult) -> Path:
-    """The result as JSON (``format`` first, one line per method), written atomically."""
-    record = {"format": FORMAT, **asdict(result)}
+def write_result(path: str | Path, result: EvalResult, settings: dict | None = None) -> Path:
+    """The result as JSON (``format`` first, one line per method), written atomically; ``settings``
+    (the command's resolved flags) goes in under the key "settings"."""
+    record = {"format": FORMAT, **asdict(result)} | ({} if settings is None else {"settings": settings})
     entries = [json.dumps(entry) for entry in record.pop("results")]  # one line per method
     head = json.dumps(record, indent=1)[:-2]
     return atomic_write(path, head + ',\n "results": [\n  ' + ",\n  ".join(entries) + "\n ]\n}\n")

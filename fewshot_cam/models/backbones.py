@@ -5,6 +5,7 @@ Each also has ``forward_stages(x) -> [f_1, ..., f_L]``, the output of every stag
 Zagoruyko & Komodakis attention transfer read.
 
 ``BACKBONES`` maps a name to a constructor taking keyword options (unknown options raise).
+``timm:NAME`` is any timm model (:mod:`fewshot_cam.models.timm_backbone`, the optional extra ``timm``).
 """
 
 from __future__ import annotations
@@ -98,8 +99,39 @@ BACKBONES.register("resnet12-tiny", resnet12_tiny, help="test-sized ResNet-12")
 BACKBONES.register("resnet18", resnet18, help="torchvision ResNet-18 (He et al. 2016) without avgpool and fc")
 
 
+TIMM_PREFIX = "timm:"
+
+
+class BackboneChoices(list):
+    """The CLI's ``choices`` for --backbone: the registry's names, and any ``timm:NAME``."""
+
+    def __contains__(self, name: object) -> bool:
+        return (isinstance(name, str) and name.startswith(TIMM_PREFIX) and len(name) > len(TIMM_PREFIX)) or (
+            super().__contains__(name))
+
+
+def backbone_choices() -> BackboneChoices:
+    return BackboneChoices(BACKBONES.names())
+
+
+BACKBONE_METAVAR = "{" + ",".join(BACKBONES.names()) + ",timm:NAME}"
+
+
+def check_backbone(name: str) -> None:
+    """UserError unless ``name`` is registered or ``timm:NAME`` (the timm model is checked when built)."""
+    if name not in backbone_choices():
+        BACKBONES.get(name)
+
+
 def build_backbone(name: str, **options) -> nn.Module:
-    """Construct backbone ``name`` from ``BACKBONES``; an option it does not take raises UserError."""
+    """Construct backbone ``name`` from ``BACKBONES`` (or timm for ``timm:NAME``); an option it does not
+    take raises UserError."""
+    if isinstance(name, str) and name.startswith(TIMM_PREFIX):
+        from fewshot_cam.models.timm_backbone import TimmBackbone
+
+        if options:
+            raise UserError(f"backbone '{name}' does not take option '{sorted(options)[0]}' (its options: none)")
+        return TimmBackbone(name[len(TIMM_PREFIX):])
     ctor = BACKBONES.get(name)
     accepted = set(inspect.signature(ctor).parameters)
     unknown = sorted(set(options) - accepted)

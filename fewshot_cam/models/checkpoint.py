@@ -128,7 +128,7 @@ def load_model(
     cfg = from_dict(ModelConfig, model_config, where="model_config", path=path)
     if backbone is not None and backbone != cfg.backbone:
         raise UserError(f"checkpoint holds backbone '{cfg.backbone}', not the requested '{backbone}'", path)
-    model = build_model(cfg, int(ckpt["num_classes"]))
+    model = build_model(cfg, int(ckpt["num_classes"]), load_weights=False)
     try:
         model.load_state_dict(state)
     except RuntimeError as err:

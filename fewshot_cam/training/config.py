@@ -53,7 +53,7 @@ class RunConfig:
     """Where the run goes and how it is executed."""
 
     out: str = "runs/pretrain"
-    """Run folder: config.yaml, metrics.jsonl, last.pt, best.pt, tb/."""
+    """Run folder: config.yaml, metrics.jsonl, train.log, last.pt, best.pt, tb/."""
     seed: int = 0
     """Seed of every random draw (shuffling, augmentation, initialisation, dropout)."""
     device: str = "auto"
@@ -69,7 +69,7 @@ class RunConfig:
     tensorboard: bool = True
     """Write TensorBoard event files to <out>/tb when tensorboard is installed."""
     progress: bool = True
-    """Show a progress bar per epoch (only on a terminal)."""
+    """Show a progress bar per epoch (only on a terminal; the per-epoch log line is printed either way)."""
 
     def __post_init__(self) -> None:
         check_ranges("run", self, {"seed": (0, 2**63 - 1), "log_every": (1, None)})
@@ -118,3 +118,15 @@ class PretrainConfig:
     """Which checkpoint is the final model (best.pt or last.pt)."""
     run: RunConfig = field(default_factory=RunConfig)
     """Output folder, seed, device and speed options."""
+
+
+QUICKSTART: dict = {
+    "data": {"dataset": "synthetic", "image_size": 32},
+    "model": {"backbone": "conv4-2pool"},
+    "loss": {"loss": "camloss", "alpha": 1.0, "warmup_epochs": 1, "distance": "l1"},
+    "augment": {"scale": [0.35, 1.0]},
+    "optim": {"epochs": 4, "batch_size": 64, "lr": 0.05, "schedule": "cosine"},
+    "val": {"every": 2, "ways": 5, "shots": 1, "queries": 15, "episodes": 200},
+}
+"""The base layer of ``fewshot-cam pretrain`` without ``--config`` on the built-in benchmark: the
+CAM-loss recipe of configs/synthetic-conv4-camloss.yaml cut to 4 epochs (minutes on a laptop CPU)."""

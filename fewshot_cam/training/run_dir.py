@@ -2,6 +2,7 @@
 
     <out>/config.yaml     resolved configuration
     <out>/metrics.jsonl   one JSON object per epoch
+    <out>/train.log       the per-epoch log lines printed to stderr (appended; a resumed run adds to it)
     <out>/last.pt         checkpoint after the latest epoch (what --resume reads)
     <out>/best.pt         checkpoint with the best validation accuracy
     <out>/tb/             TensorBoard event files (when tensorboard is installed and enabled)
@@ -125,6 +126,16 @@ class RunDir:
 
     def _write_metrics(self) -> None:
         atomic_write(self.metrics, "".join(json.dumps(r) + "\n" for r in self._records))
+
+    @property
+    def log(self) -> Path:
+        return self.path / "train.log"
+
+    def log_line(self, line: str) -> None:
+        """Append one line to train.log."""
+        if self.enabled:
+            with self.log.open("a") as f:
+                f.write(line + "\n")
 
     def close(self) -> None:
         """Close TensorBoard and release the lock (idempotent)."""

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from fewshot_cam.errors import UserError
-from fewshot_cam.progress import progress
+from fewshot_cam.progress import format_seconds, progress
 from fewshot_cam.stats import format_ci
 from fewshot_cam.training import distributed
 from fewshot_cam.training.run_checkpoints import last_good
@@ -74,7 +74,9 @@ def run_epoch(
     generator = torch.Generator().manual_seed(epoch_seed(cfg.run.seed, epoch, 2 + 2 * info.rank))
     sums = torch.zeros(len(names), device=device)
     bad_step = torch.tensor(NO_STEP, device=device)
-    bar = progress(total=len(batches), desc=f"epoch {epoch}", enabled=cfg.run.progress and info.is_main, unit=unit)
+    bar = progress(total=len(batches), desc=f"epoch {epoch}", enabled=cfg.run.progress and info.is_main, unit=unit,
+                   lines=False)  # off a terminal the per-epoch line is the log
+    state.epoch_images = batches.numel()  # images (or episode images) of the epoch, over all ranks
     for i, batch in enumerate(batches):
         values = step(i, distributed.shard(batch, info), generator)
         sums += torch.stack([values[k].float() if k in values else sums.new_zeros(()) for k in names])
@@ -89,21 +91,35 @@ def run_epoch(
     return dict(zip(names, means.tolist()))
 
 
-def epoch_line(record: dict, epochs: int) -> str:
-    """One line per epoch: epoch, loss terms, train accuracy, val accuracy +- CI, learning rate, time."""
-    terms = " ".join(f"{k} {v:.4g}" for k, v in record.items() if k not in ("epoch", "val_acc", "val_ci95", "time"))
+def epoch_line(record: dict, epochs: int, images_per_s: float, elapsed: float, eta: float) -> str:
+    """One line per epoch: epoch, loss terms, train accuracy, val accuracy +- CI, learning rate,
+    images/s, elapsed time of the run (this session) and the ETA of its remaining epochs."""
+    skip = ("epoch", "val_acc", "val_ci95", "time", "lr")
+    terms = " ".join(f"{k} {v:.4g}" for k, v in record.items() if k not in skip and isinstance(v, (int, float)))
     val = f" val {format_ci(record['val_acc'], record['val_ci95'])}" if record.get("val_acc") is not None else ""
-    return f"epoch {record['epoch']}/{epochs} {terms}{val} ({record['time']:.1f} s)"
+    lr = f" lr {record['lr']:.3g}" if "lr" in record else ""
+    speed = f" {images_per_s:.0f} img/s" if images_per_s > 0 else ""
+    return (f"epoch {record['epoch']}/{epochs} {terms}{val}{lr}{speed} ({record['time']:.1f} s; "
+            f"elapsed {format_seconds(elapsed)}, ETA {format_seconds(eta)})")
 
 
 def run_epochs(state: RunState, run_dir: RunDir, train_epoch: Callable[[int], dict[str, float]]) -> None:
-    """For every remaining epoch (1-based): ``train_epoch(epoch)``, then validate, log and checkpoint."""
+    """For every remaining epoch (1-based): ``train_epoch(epoch)``, then validate, log and checkpoint.
+
+    Rank 0 prints :func:`epoch_line` to stderr after every epoch, terminal or not, and appends it to
+    the run folder's train.log."""
+    first, epochs, session = state.epoch + 1, state.cfg.optim.epochs, time.perf_counter()
     try:
-        for epoch in range(state.epoch + 1, state.cfg.optim.epochs + 1):
+        for epoch in range(first, epochs + 1):
             start, lr = time.perf_counter(), state.optimizer.param_groups[0]["lr"]
             stats = {"lr": lr} | train_epoch(epoch)
+            seconds = time.perf_counter() - start  # training only, validation excluded
+            speed = state.epoch_images / max(seconds, 1e-9)
             record = end_epoch(state, epoch, stats, run_dir, start)
-            if state.info.is_main and state.cfg.run.progress:
-                print(epoch_line(record, state.cfg.optim.epochs), file=sys.stderr, flush=True)
+            if state.info.is_main:
+                elapsed = time.perf_counter() - session
+                line = epoch_line(record, epochs, speed, elapsed, elapsed / (epoch - first + 1) * (epochs - epoch))
+                print(line, file=sys.stderr, flush=True)
+                run_dir.log_line(line)
     finally:
         run_dir.close()

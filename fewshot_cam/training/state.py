@@ -83,6 +83,8 @@ class RunState:
     best: float = -math.inf
     last_val: Interval | None = None
     best_epoch: int | None = None
+    epoch_images: int = 0
+    """Images the latest epoch trained on, over all ranks (for the log line's images/s)."""
 
 
 def load_data(cfg: Any, info: distributed.DistInfo) -> tuple[Split, Split | None]:
