@@ -200,12 +200,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer episodes and repeats")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--only", default="fewshot,cam,memory")
+    parser.add_argument("--episodes", type=int, default=500, help="ProtoNet episodes (logreg 1/5, fine-tuning 1/50)")
     args = parser.parse_args()
     torch.set_num_threads(2)
     parts = args.only.split(",")
     settings = [(w, k) for w in (5, 20) for k in (1, 5, 10, 20)]
     if "fewshot" in parts:
-        bench_fewshot(settings[:2] if args.quick else settings, 100 if args.quick else 500, 3)
+        bench_fewshot(settings[:2] if args.quick else settings, 100 if args.quick else args.episodes, 3)
     if "cam" in parts:
         bench_cam(3 if args.quick else 5, torch.device(args.device))
     if "memory" in parts:
