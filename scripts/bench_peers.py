@@ -92,11 +92,11 @@ def sklearn_logreg(s, q, _, tol=1e-4, solver="lbfgs"):
     return torch.from_numpy(clf.predict(F.normalize(q.double(), dim=-1).numpy()))
 
 
-def bench_fewshot(settings, episodes, repeats):
+def bench_fewshot(settings, episodes, repeats, methods=("protonet", "logreg", "baseline", "baseline++")):
     print("| evaluator, ways-shots | ours ms/episode | peer | peer ms/episode | ratio | episodes differing |")
     print("|---|---|---|---|---|---|")
     for ways, shots in settings:
-        for method in ("protonet", "logreg", "baseline", "baseline++"):
+        for method in methods:
             n = {"protonet": episodes, "logreg": max(20, episodes // 5)}.get(method, max(4, episodes // 50))
             feats, idx = features_and_episodes(ways, shots, n)
             seeds = episode_seeds(0, range(n))
@@ -200,13 +200,17 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer episodes and repeats")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--only", default="fewshot,cam,memory")
+    parser.add_argument("--methods", default="protonet,logreg,baseline,baseline++")
+    parser.add_argument("--settings", default="5x1,5x5,5x10,5x20,20x1,20x5,20x10,20x20",
+                        help="ways x shots, comma-separated")
     parser.add_argument("--episodes", type=int, default=500, help="ProtoNet episodes (logreg 1/5, fine-tuning 1/50)")
     args = parser.parse_args()
     torch.set_num_threads(2)
     parts = args.only.split(",")
-    settings = [(w, k) for w in (5, 20) for k in (1, 5, 10, 20)]
+    settings = [tuple(int(v) for v in s.split("x")) for s in args.settings.split(",")]
     if "fewshot" in parts:
-        bench_fewshot(settings[:2] if args.quick else settings, 100 if args.quick else args.episodes, 3)
+        bench_fewshot(settings[:2] if args.quick else settings, 100 if args.quick else args.episodes, 3,
+                      args.methods.split(","))
     if "cam" in parts:
         bench_cam(3 if args.quick else 5, torch.device(args.device))
     if "memory" in parts:
