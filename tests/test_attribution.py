@@ -18,6 +18,7 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from fewshot_cam.analysis.attribution import (
     Scorer,
     attribute,
+    attribute_images,
     classifier_scorer,
     episode_scorer,
     foreign_scorer,
@@ -27,6 +28,7 @@ from fewshot_cam.analysis.attribution import (
 from fewshot_cam.analysis.gradcam import gradcam_plus_plus
 from fewshot_cam.analysis.hooks import capture_activations
 from fewshot_cam.analysis.scorecam import channel_masks, scorecam
+from fewshot_cam.data.transforms import to_float
 from fewshot_cam.errors import UserError
 from fewshot_cam.fewshot.protonet import protonet_logits
 from fewshot_cam.models.backbones import build_backbone
@@ -234,6 +236,28 @@ def test_default_target_is_top1_and_unknown_method_raises(model, images):
     assert torch.equal(attribute("gradcam", scorer, images), attribute("gradcam", scorer, images, top))
     with pytest.raises(UserError, match="choose from cam, gradcam"):
         attribute("lime", scorer, images)
+
+
+@pytest.mark.parametrize("method", ["cam", "gradcam", "gradcam++"])
+def test_top1_maps_take_one_forward_per_batch(model, images, method):
+    """No extra forward to find the top-1 class: the forward that builds the maps gives it (a hook counts)."""
+    calls = []
+    uint8 = (images * 255).round().byte().permute(0, 2, 3, 1)  # (3, 32, 32, 3)
+    with torch.no_grad():
+        top = model(to_float(uint8, images.device)).argmax(1)
+    handle = model.backbone.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        maps = attribute_images(method, classifier_scorer(model), uint8, images.device, batch_size=2)
+        per_batch = len(calls)
+        calls.clear()
+        explicit = attribute_images(method, classifier_scorer(model), uint8, images.device, targets=top, batch_size=2)
+    finally:
+        handle.remove()
+    assert per_batch == -(-len(images) // 2), per_batch  # exactly one forward per batch of 2
+    assert len(calls) == per_batch
+    torch.testing.assert_close(maps, explicit)
+    other = attribute_images(method, classifier_scorer(model), uint8, images.device, targets=(top + 1) % 5)
+    assert not torch.allclose(maps, other), "the target must matter for the comparison to mean anything"
 
 
 def test_channel_masks_are_normalised_and_dead_channels_vanish():

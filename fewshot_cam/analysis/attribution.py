@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from fewshot_cam.analysis.gradcam import gradcam, gradcam_plus_plus
+from fewshot_cam.analysis.gradcam import gradcam, gradcam_plus_plus, target_or_top1
 from fewshot_cam.analysis.hooks import capture_activations
 from fewshot_cam.analysis.scorecam import scorecam
 from fewshot_cam.data.transforms import to_float
@@ -139,17 +139,18 @@ def foreign_scorer(model: nn.Module, layer: nn.Module) -> Scorer:
     return Scorer(forward)
 
 
-def cam(scorer: Scorer, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def cam(scorer: Scorer, x: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
     """CAM (Zhou et al., "Learning Deep Features for Discriminative Localization", CVPR 2016).
 
     M_c(x, y) = sum_k W[c, k] A_k(x, y): the in-graph ``models.cam.target_cam`` the CAM-loss uses; for
     a scorer with its own ``class_maps`` (a SAOL head: the spatial logits S_c) the map of class c.
-    x: (B, 3, H, W), target: (B,) -> (B, h, w).
+    x: (B, 3, H, W), target: (B,) or None (each image's top-1 class from this same forward) -> (B, h, w).
     """
     if scorer.class_weight is None and scorer.class_maps is None:
         raise UserError("method 'cam' needs linear class weights; use gradcam, gradcam++ or scorecam for this model")
     with torch.no_grad():
-        features, _ = scorer.forward(x)
+        features, logits = scorer.forward(x)
+        target = target_or_top1(target, logits)
         if scorer.class_maps is not None:
             return scorer.class_maps(features)[torch.arange(len(target), device=target.device), target]  # (B, h, w)
     return target_cam(features, scorer.class_weight, target)
@@ -184,13 +185,14 @@ def top1(scorer: Scorer, x: torch.Tensor) -> torch.Tensor:
 def attribute(
     method: str, scorer: Scorer, x: torch.Tensor, target: torch.Tensor | None = None, batch_size: int = 32, **options
 ) -> torch.Tensor:
-    """Maps of ``method`` for class ``target`` (default: top-1). x: (B, 3, H, W) -> (B, H, W) in [0, 1].
+    """Maps of ``method`` for class ``target`` (default: top-1, taken from the logits of the forward pass that
+    builds the maps: one forward per batch). x: (B, 3, H, W) -> (B, H, W) in [0, 1].
 
     ``batch_size``: masked images per forward pass (methods in ``BATCHED``); ``options`` go to the
     method (Score-CAM: ``variant``).
     """
     explain = METHODS.get(method)
-    target = top1(scorer, x) if target is None else target.to(x.device)
+    target = None if target is None else target.to(x.device)
     if method in BATCHED:
         options["batch_size"] = batch_size
     return upsample_normalize(explain(scorer, x, target, **options), x.shape[-2:])

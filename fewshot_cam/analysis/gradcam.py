@@ -11,14 +11,22 @@ import torch
 from fewshot_cam.errors import UserError
 
 
-def activations_and_grads(scorer, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def target_or_top1(target: torch.Tensor | None, logits: torch.Tensor) -> torch.Tensor:
+    """``target`` (B,), or where it is None each image's top-1 class from the ``logits`` (B, K) of the
+    forward that builds the map (no second forward pass)."""
+    return logits.detach().argmax(dim=1) if target is None else target.to(logits.device)
+
+
+def activations_and_grads(scorer, x: torch.Tensor, target: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     """A = features of x (B, C, h, w) and dS/dA of each image's target logit (B, C, h, w), both detached.
+    ``target`` None: each image's top-1 class of this same forward.
 
     The scores of the images are summed before differentiating: image b's score depends only on its
     own features (models in eval mode), so each slice of the gradient is that image's own.
     """
     with torch.enable_grad():
         features, logits = scorer.forward(x)
+        target = target_or_top1(target, logits)
         score = logits.gather(1, target.view(-1, 1)).sum()
         (grads,) = torch.autograd.grad(score, features)
     return features.detach().float(), grads.float()
@@ -29,7 +37,7 @@ def _weighted_relu(features: torch.Tensor, weights: torch.Tensor) -> torch.Tenso
     return torch.einsum("bchw,bc->bhw", features, weights).clamp_min(0)
 
 
-def gradcam(scorer, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def gradcam(scorer, x: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
     """Grad-CAM (Selvaraju et al., "Grad-CAM: Visual Explanations from Deep Networks via
     Gradient-based Localization", ICCV 2017).
 
@@ -43,7 +51,7 @@ def gradcam(scorer, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 GRADCAM_PP_VARIANTS = ("pytorch-grad-cam", "official")
 
 
-def gradcam_plus_plus(scorer, x: torch.Tensor, target: torch.Tensor, eps: float = 1e-6,
+def gradcam_plus_plus(scorer, x: torch.Tensor, target: torch.Tensor | None, eps: float = 1e-6,
                       variant: str = "pytorch-grad-cam") -> torch.Tensor:
     """Grad-CAM++ (Chattopadhay et al., "Grad-CAM++: Improved Visual Explanations for Deep Convolutional
     Networks", WACV 2018), in the exp-score form (Eq. 19) where the higher derivatives are powers of g:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from fewshot_cam.analysis.gradcam import target_or_top1
 from fewshot_cam.errors import UserError
 from fewshot_cam.progress import progress as progress_bar
 
@@ -80,7 +81,8 @@ def channel_scores(
 
 
 def scorecam(
-    scorer, x: torch.Tensor, target: torch.Tensor, batch_size: int = 32, variant: str = "paper", progress: bool = False
+    scorer, x: torch.Tensor, target: torch.Tensor | None, batch_size: int = 32, variant: str = "paper",
+    progress: bool = False,
 ) -> torch.Tensor:
     """Score-CAM (Wang et al., "Score-CAM: Score-Weighted Visual Explanations for Convolutional Neural
     Networks", CVPR Workshops 2020).
@@ -93,7 +95,8 @@ def scorecam(
     "pytorch-grad-cam": as pytorch-grad-cam 1.5.7: the model's input as given is masked (here the
         [0, 1] image, so removed pixels are black), w = softmax_k(f(x * H_k)_c) over the channels,
         masks upsampled with align_corners=True, sum at feature resolution -> (B, h, w).
-    x: (B, 3, H, W) in [0, 1], target: (B,). ``batch_size`` masked images per forward pass.
+    x: (B, 3, H, W) in [0, 1], target: (B,) or None (top-1 of the unmasked forward). ``batch_size``: masked
+    images per forward pass.
     The caller normalises the map (``attribute``: min-max, as both codes do).
     """
     if variant not in VARIANTS:
@@ -101,7 +104,8 @@ def scorecam(
     if batch_size < 1:
         raise UserError(f"Score-CAM batch_size must be >= 1, got {batch_size}")
     with torch.no_grad():
-        features = scorer.forward(x)[0].float()  # (B, C, h, w)
+        features, logits = scorer.forward(x)
+        features, target = features.float(), target_or_top1(target, logits)  # (B, C, h, w), (B,)
         weights = channel_scores(scorer, x, features, target, batch_size, variant, progress)  # (B, C)
         if variant != "paper":
             return torch.einsum("bchw,bc->bhw", features, weights.softmax(dim=1)).clamp_min(0)

@@ -146,6 +146,28 @@ def parallel_fill(
     return out
 
 
+def permute_rows_inplace(array: np.ndarray, perm: np.ndarray) -> np.ndarray:
+    """``array[:len(perm)] = array[perm]`` without a second copy of ``array`` (one row of scratch): the
+    permutation's cycles are followed, each row moved once. perm: distinct row indices; returns that view."""
+    n = len(array)
+    full = np.concatenate([perm, np.setdiff1d(np.arange(n), perm)]) if len(perm) < n else np.asarray(perm)
+    seen = np.zeros(n, bool)
+    for start in np.flatnonzero(full != np.arange(n)).tolist():
+        if seen[start]:
+            continue
+        scratch = array[start].copy()
+        j = start
+        while True:
+            seen[j] = True
+            k = int(full[j])
+            if k == start:
+                array[j] = scratch
+                break
+            array[j] = array[k]
+            j = k
+    return array[: len(perm)]
+
+
 def canonical_order(names: Sequence[str]) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
     """Per-image class names -> (sorted class names, canonical order, labels in that order).
 

@@ -1,9 +1,10 @@
 """Few-shot evaluation of frozen features over many episodes, batched.
 
 Features of every image are computed once; an episode is then only indices into them. Episodes run
-in chunks of ``batch_size`` as tensor operations on the features' device; each method scores the
-queries of a whole chunk at once. The few-shot methods are the registry :data:`METHODS`: a new method
-is one function ``(support (E, N, K, D), query (E, M, D), seeds) -> scores (E, M, N)`` and one entry.
+in chunks sized from a memory budget of the features' device (:func:`chunk_size`) as tensor operations;
+each method scores the queries of a whole chunk at once. The few-shot methods are the registry
+:data:`METHODS`: a new method is one function
+``(support (E, N, K, D), query (E, M, D), seeds) -> scores (E, M, N)`` and one entry.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch
 
 from fewshot_cam.errors import UserError
 from fewshot_cam.fewshot.finetune import baseline, baseline_pp
-from fewshot_cam.fewshot.logreg import logreg
+from fewshot_cam.fewshot.logreg import CHOLESKY_MAX_UNKNOWNS, logreg
 from fewshot_cam.fewshot.protonet import protonet, protonet_cosine
 from fewshot_cam.progress import progress as progress_bar
 from fewshot_cam.registry import Registry
@@ -77,6 +78,46 @@ def evaluate_chunk(
     return {m: episode_accuracy(METHODS.get(m)(support, query, seeds), KQ - shots) for m in methods}
 
 
+CPU_BUDGET = 8 * 2**20
+"""Bytes of working memory per chunk on a CPU: about a last-level cache, so a chunk's gathered features stay
+in cache between the gather and the maths (a 500-episode chunk was 2x slower than a per-episode loop for
+ProtoNet, memory-bound; BENCHMARKS.md)."""
+
+GPU_FRACTION = 0.25
+"""Fraction of the accelerator's free memory a chunk may use."""
+
+
+def memory_budget(device: torch.device) -> int:
+    """Bytes one chunk of episodes may use on ``device`` (the features' device, never chosen here)."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0] * GPU_FRACTION)
+    return CPU_BUDGET
+
+
+def episode_bytes(n_way: int, per_class: int, shots: int, dim: int, methods: Sequence[str]) -> int:
+    """Peak working memory of one episode, bytes: its gathered features (float32) and the largest method's
+    own tensors (logistic regression's float64 Newton system; the fine-tuned classifiers' weights and states)."""
+    need = 4 * n_way * per_class * dim
+    support = n_way * shots
+    if "logreg" in methods:
+        p = min(support, dim) + 1
+        unknowns = p * n_way
+        system = 2 * unknowns**2 if unknowns <= CHOLESKY_MAX_UNKNOWNS else 8 * unknowns
+        need += 8 * (system + 4 * support * unknowns + support * dim + p * dim)
+    if SEEDED.intersection(methods):
+        need += 4 * 6 * n_way * dim + 4 * support * dim
+    return need
+
+
+def chunk_size(features: torch.Tensor, indices: torch.Tensor, shots: int, methods: Sequence[str],
+               batch_size: int, budget: int | None = None) -> int:
+    """Episodes per chunk: as many as ``budget`` bytes (default :func:`memory_budget` of the features'
+    device) hold, at least 1, at most ``batch_size``. Results do not depend on it (per-episode maths)."""
+    budget = memory_budget(features.device) if budget is None else budget
+    E, N, KQ = indices.shape
+    return max(1, min(batch_size, budget // episode_bytes(N, KQ, shots, features.shape[1], methods)))
+
+
 def _check(features: torch.Tensor, indices: torch.Tensor, shots: int, batch_size: int) -> None:
     if batch_size < 1:
         raise UserError(f"episode batch size must be >= 1, got {batch_size}")
@@ -96,7 +137,8 @@ def evaluate_episodes(
     seed: int = 0,
     progress: bool = False,
 ) -> dict[str, np.ndarray]:
-    """Per-episode accuracy (percent, (E,) float64) of every method, episodes batched ``batch_size`` at a time.
+    """Per-episode accuracy (percent, (E,) float64) of every method, episodes batched at most ``batch_size``
+    at a time (fewer when :func:`chunk_size`'s memory budget for the features' device says so).
 
     features: (N_images, D) on any device; indices: (E, N, K+Q) LongTensor into ``features`` (the first
     ``shots`` of the last dim are support, the rest queries; class n is episode label n). ``seed`` seeds the
@@ -105,9 +147,10 @@ def evaluate_episodes(
     methods = check_methods(methods)
     _check(features, indices, shots, batch_size)
     out: dict[str, list[torch.Tensor]] = {m: [] for m in methods}
-    starts = range(0, len(indices), batch_size)
+    size = chunk_size(features, indices, shots, methods, batch_size)
+    starts = range(0, len(indices), size)
     for start in progress_bar(starts, desc="episodes", enabled=progress, unit="chunk"):
-        chunk = evaluate_chunk(features, indices[start : start + batch_size], start, shots, methods, seed)
+        chunk = evaluate_chunk(features, indices[start : start + size], start, shots, methods, seed)
         for m, acc in chunk.items():
             out[m].append(acc)
     return {m: torch.cat(accs).cpu().numpy() for m, accs in out.items()}
