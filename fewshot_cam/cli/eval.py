@@ -13,6 +13,11 @@ from fewshot_cam.evaluation.run import DEFAULT_EPISODES, EvalRequest, run_evalua
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="checkpoint file (.pt) written by pretrain/metatrain")
+    add_episode_arguments(parser)
+
+
+def add_episode_arguments(parser: argparse.ArgumentParser) -> None:
+    """Every ``eval`` flag but ``--checkpoint``: setting, episodes, methods, data, device, --json."""
     parser.add_argument("--backbone", default=None, help="fail unless the checkpoint holds this backbone")
     parser.add_argument("--ways", type=int, default=None, help="classes per episode (N)")
     parser.add_argument("--shots", type=int, default=None, help="support images per class (K)")

@@ -38,16 +38,21 @@ def _synthetic():
 
 
 def _synthetic_read(source: Source, image_size: int) -> Split:
-    return _synthetic().load_synthetic(source.split, image_size, root=source.root)
+    return _synthetic().load_synthetic(source.split, image_size, root=source.root, variant=source.dataset)
 
 
-SYNTHETIC = DatasetFormat(
-    detect_layout=lambda root: "synthetic",
-    locate=lambda root, split: Source("synthetic", "synthetic", root, split, ()),
-    read=_synthetic_read,
-    class_sizes=lambda source: _sizes(_synthetic_read(source, 32)),
-    needs_root=False,
-)
+def _synthetic_format(variant: str) -> DatasetFormat:
+    """The built-in benchmark, or one of its planted-truth variants (``synthetic.VARIANTS``)."""
+    return DatasetFormat(
+        detect_layout=lambda root: "synthetic",
+        locate=lambda root, split: Source(variant, "synthetic", root, split, ()),
+        read=_synthetic_read,
+        class_sizes=lambda source: _sizes(_synthetic_read(source, 32)),
+        needs_root=False,
+    )
+
+
+SYNTHETIC = _synthetic_format("synthetic")
 
 
 def _sizes(split: Split) -> dict[str, int]:
@@ -59,6 +64,8 @@ DATASETS: dict[str, DatasetFormat] = {
     "tiered-imagenet": DatasetFormat(tiered_imagenet.detect_layout, tiered_imagenet.locate, tiered_imagenet.read, tiered_imagenet.class_sizes),
     "imagefolder": DatasetFormat(imagefolder.detect_layout, imagefolder.locate, imagefolder.read, imagefolder.class_sizes),
     "synthetic": SYNTHETIC,
+    "synthetic-control-bg": _synthetic_format("synthetic-control-bg"),  # background learner's data
+    "synthetic-control-fg": _synthetic_format("synthetic-control-fg"),  # foreground learner's data
 }
 
 

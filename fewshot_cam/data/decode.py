@@ -94,9 +94,18 @@ def decode_image(data: bytes | np.ndarray | Path, size: int) -> np.ndarray:
         return np.asarray(resize(im.convert("RGB"), size))
 
 
-def decode_mask(path: Path, size: int) -> np.ndarray:
-    """A mask image -> (size, size) bool, non-zero = foreground (nearest-neighbour resize)."""
+def decode_mask(path: Path, size: int, image: Path | None = None) -> np.ndarray:
+    """A mask image -> (size, size) bool, non-zero = foreground (nearest-neighbour resize, as its image).
+
+    Given the ``image`` file it belongs to, a mask of another pixel size is a UserError: it would have
+    to be stretched to fit, and a stretched mask no longer marks the object.
+    """
     with Image.open(path) as im:
+        if image is not None:
+            with Image.open(image) as ref:
+                if ref.size != im.size:
+                    raise UserError(f"mask is {im.size[0]}x{im.size[1]} but its image {image} is "
+                                    f"{ref.size[0]}x{ref.size[1]} (masks are never resized to fit)", path)
         return np.asarray(resize(im.convert("L"), size, Image.Resampling.NEAREST)) > 0
 
 
@@ -155,7 +164,8 @@ def decode_split(source: Source, names: Sequence[str], items: Sequence, fn: Call
     parallel_fill(images, ordered, fn, lambda i: where(ordered[i]), desc)
     mask_array = None
     if masks is not None:
-        ordered_masks = [masks[i] for i in order]
+        ordered_masks = [(masks[i], items[i] if isinstance(items[i], Path) else None) for i in order]
         mask_array = np.empty((len(ordered), image_size, image_size), bool)
-        parallel_fill(mask_array, ordered_masks, lambda p: decode_mask(p, image_size), lambda i: str(ordered_masks[i]), desc + " masks")
+        parallel_fill(mask_array, ordered_masks, lambda p: decode_mask(p[0], image_size, p[1]),
+                      lambda i: str(ordered_masks[i][0]), desc + " masks")
     return Split(images, labels, class_names, mask_array, name=desc, source=str(source.root))
