@@ -19,7 +19,7 @@ from scipy import ndimage
 
 from fewshot_cam.analysis.ablation import Swaps, compact, run_ablation
 from fewshot_cam.analysis.ablation_masks import check_masks
-from fewshot_cam.analysis.conditions import CONDITIONS, check_conditions, choose_donors
+from fewshot_cam.analysis.conditions import CANDIDATES, CONDITIONS, check_conditions, choose_donors, donor_candidates
 from fewshot_cam.analysis.fills import FILLS, apply_fill, dilate, model_mean, tile_background
 from fewshot_cam.analysis.reliance import BOOTSTRAP, bri, reliance_index, summarize
 from fewshot_cam.data.episodes import make_episodes
@@ -221,6 +221,18 @@ def test_tiling_fills_the_box_with_the_largest_background_strip():
     assert ok.tolist() == [False]
 
 
+def test_donor_candidates_are_uniform_over_the_class_and_never_the_image_itself():
+    labels = np.repeat(np.arange(3), 5)
+    images = np.repeat(np.arange(15), 400)
+    cands = donor_candidates(labels, images, labels[images], seed=0)[..., 0]  # same class: 4 others each
+    assert (cands != images).all() and (labels[cands] == labels[images]).all()
+    # a single candidate is fixed by (image, class, seed); over many seeds it is uniform over the 4 others
+    seeds = donor_candidates(labels, np.zeros(4000, np.int64), np.zeros(4000, np.int64), seed=0)[..., 0]
+    assert len(set(seeds.tolist())) == 1
+    many = np.array([donor_candidates(labels, np.array([0]), np.array([0]), seed=s)[0, 0] for s in range(4000)])
+    assert set(many.tolist()) == {1, 2, 3, 4} and np.bincount(many)[1:].min() > 900
+
+
 def test_donors_are_seeded_outside_the_episode_and_of_the_right_class(split):
     episodes = make_episodes(split, WAYS, 1, 3, n=20, seed=0)
     idx = episodes.indices.numpy()
@@ -230,8 +242,13 @@ def test_donors_are_seeded_outside_the_episode_and_of_the_right_class(split):
     assert np.array_equal(split.labels[same], cls) and np.array_equal(target, np.broadcast_to(np.arange(WAYS)[:, None], cls.shape[1:])[None].repeat(20, 0))
     assert (split.labels[other] != cls).all()
     assert np.array_equal(split.labels[other], np.take_along_axis(cls[:, :, 0], target_o.reshape(20, -1), 1).reshape(cls.shape))
-    for rows in (same, other):  # 8 images per class, 4 in the episode: a donor is never one of them
-        assert not (rows[..., None] == idx.reshape(20, 1, 1, -1)).any()
+    for rows, tgt in ((same, target), (other, target_o)):  # a plain loop over slots: the selection rule
+        assert (rows != idx).all()
+        for e, n, j in np.ndindex(*idx.shape):
+            cands = donor_candidates(split.labels, idx[e, n, j], cls[e, tgt[e, n, j], 0], 0)
+            outside = [c for c in cands if c not in set(idx[e].ravel())]
+            assert rows[e, n, j] == (outside[0] if outside else cands[0])
+            assert split.labels[cands].tolist() == [cls[e, tgt[e, n, j], 0]] * CANDIDATES
     again, _ = choose_donors(split.labels, episodes.indices, "other", seed=0)
     changed, _ = choose_donors(split.labels, episodes.indices, "other", seed=1)
     assert np.array_equal(again, other) and not np.array_equal(changed, other)

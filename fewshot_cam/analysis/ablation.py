@@ -113,6 +113,24 @@ def _episode_scores(feats: torch.Tensor, where: torch.Tensor, original: torch.Te
     return {m: {k: torch.cat(v).cpu().numpy() for k, v in r.items() if v} for m, r in out.items()}
 
 
+def condition_pairs(condition: str, indices: torch.Tensor, swaps: Swaps | None, shots: int,
+                    modify: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The distinct (image, background donor) pairs (P, 2) a condition embeds, and ``where`` (E, N, K+Q):
+    each slot's pair, -1 for a slot the condition leaves original."""
+    E, N, KQ = indices.shape
+    where = torch.full((E, N, KQ), -1, dtype=torch.long)
+    if condition == "original":
+        return torch.zeros(0, 2, dtype=torch.long), where
+    donor = CONDITIONS.get(condition).donor
+    if donor is not None and (swaps is None or condition not in swaps.rows):
+        raise ValueError(f"condition {condition} needs background donors (swaps)")
+    donors = swaps.rows[condition] if donor is not None else indices
+    changed = _changed((E, N, KQ), shots, modify)
+    pairs, slot_pair = torch.unique(torch.stack([indices[changed], donors[changed]], 1), dim=0, return_inverse=True)
+    where[changed] = slot_pair
+    return pairs, where
+
+
 def run_ablation(model: FewShotClassifier, images: np.ndarray, masks: torch.Tensor, indices: torch.Tensor,
                  shots: int, methods: list[str], conditions: list[str], swaps: Swaps | None = None,
                  fill: str = DEFAULT_FILL, modify: str = "queries", batch_size: int = 256, episode_batch: int = 500,
@@ -125,20 +143,13 @@ def run_ablation(model: FewShotClassifier, images: np.ndarray, masks: torch.Tens
     methods = check_methods(methods)
     if modify not in MODIFY:
         raise UserError(f"unknown --modify {modify!r} (valid: {', '.join(MODIFY)})")
-    E, N, KQ = indices.shape
     identity = torch.arange(len(images)).repeat(2, 1).T  # (U, 2): every image with its own background
     original = condition_features(model, images, masks, identity, "original", fill, batch_size)  # (U, D)
     results = {}
     for condition in progress_bar(conditions, desc="conditions", enabled=progress, unit="condition"):
         donor = CONDITIONS.get(condition).donor
-        if donor is not None and (swaps is None or condition not in swaps.rows):
-            raise ValueError(f"condition {condition} needs background donors (swaps)")
-        donors = swaps.rows[condition] if donor is not None else indices
-        changed = _changed((E, N, KQ), shots, modify) if condition != "original" else torch.zeros(E, N, KQ, dtype=torch.bool)
-        pairs, slot_pair = torch.unique(torch.stack([indices[changed], donors[changed]], 1), dim=0, return_inverse=True)
+        pairs, where = condition_pairs(condition, indices, swaps, shots, modify)
         feats = condition_features(model, images, masks, pairs, condition, fill, batch_size) if len(pairs) else original
-        where = torch.full((E, N, KQ), -1, dtype=torch.long)
-        where[changed] = slot_pair
         target = swaps.target[condition] if donor == "other" else None
         results[condition] = _episode_scores(feats, where, original, indices, shots, methods, seed, target, episode_batch)
     return results

@@ -77,7 +77,8 @@ class AblationRequest:
 
 
 def _masks_for(request: AblationRequest, split: Split, rows: np.ndarray, model, device, progress) -> torch.Tensor:
-    """(U, H, W) bool foreground masks of split images ``rows`` (ground truth or a mask model's), dilated."""
+    """(U, H, W) bool foreground masks of split images ``rows``, dilated: the ground truth, the
+    ``--mask-model``'s maps, or (no mask model) ``model``'s own."""
     if request.masks == "gt":
         raw = torch.from_numpy(split.masks[rows])
     else:
@@ -97,6 +98,43 @@ def _swaps(request: AblationRequest, split: Split, indices: torch.Tensor, usable
     return out
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """What every model is ablated on: the images ``rows`` (U,) of the split, the usable episodes'
+    ``indices`` (E', N, K+Q) and ``swaps`` in those rows, each model's masks (U, H, W), and the JSON
+    ``bad_masks`` count and ``swaps`` (split rows)."""
+
+    rows: np.ndarray
+    indices: torch.Tensor
+    swaps: Swaps
+    masks: dict[str, torch.Tensor]
+    record: dict
+
+
+def prepare(request: AblationRequest, split: Split, dataset: str, root, episodes, models: dict, device,
+            progress: bool = False) -> Prepared:
+    """Validate masks (every ground-truth mask first, so that donors are drawn among usable images),
+    choose the swaps, compute each model's masks (once when they are shared), drop unusable episodes."""
+    usable = None
+    if request.masks == "gt":
+        usable = check_masks(dilate_batched(split.masks, request.mask_dilate, device), np.arange(len(split.images)),
+                             split, dataset, root, request.bad_masks, request.mask_dilate).numpy()
+    donors = _swaps(request, split, episodes.indices, usable, request.episodes.seed)
+    rows, local = compact(episodes.indices, *(torch.from_numpy(r) for r, _ in donors.values()))
+    shared = None if request.own_cam else _masks_for(request, split, rows, None, device, progress)
+    masks = {label: shared if shared is not None else _masks_for(request, split, rows, m, device, progress)
+             for label, (m, _) in models.items()}
+    ok = torch.ones(len(rows), dtype=torch.bool)
+    for m in masks.values():
+        ok &= check_masks(m, rows, split, dataset, root, request.bad_masks, request.mask_dilate)
+    keep = ok[torch.stack(local)].flatten(2).all(-1).all(0)  # (E,) episodes whose slots and donors are usable
+    swaps = Swaps({c: t[keep] for c, t in zip(donors, local[1:])},
+                  {c: torch.from_numpy(target)[keep] for c, (_, target) in donors.items()})
+    record = {"bad_masks": {"policy": request.bad_masks, "images": int((~ok).sum()), "episodes_skipped": int((~keep).sum())},
+              "swaps": {"seed": request.episodes.seed, **{c: r[keep.numpy()].tolist() for c, (r, _) in donors.items()}}}
+    return Prepared(rows, local[0][keep], swaps, masks, record)
+
+
 def run_background_ablation(request: AblationRequest, device: torch.device, progress: bool = False) -> dict:
     """Every condition for every checkpoint on the chosen episodes -> the JSON record: the settings, the
     swaps, and ``models`` (label -> ``analysis.reliance.summarize`` output plus its checkpoint)."""
@@ -109,30 +147,15 @@ def run_background_ablation(request: AblationRequest, device: torch.device, prog
         raise UserError(f"--masks gt needs ground-truth masks, but {split.name} has none "
                         f"(use --masks cam|gradcam|gradcam++|scorecam with --mask-model)", split.source or None)
     episodes = choose_episodes(split, ev)
-    usable = None
-    if request.masks == "gt":  # validate every mask first, so that donors are drawn among usable images
-        all_rows = np.arange(len(split.images))
-        usable = check_masks(dilate_batched(split.masks, request.mask_dilate, device), all_rows, split, dataset,
-                             root, request.bad_masks, request.mask_dilate).numpy()
-    swaps = _swaps(request, split, episodes.indices, usable, ev.seed)
-    rows, local = compact(episodes.indices, *(torch.from_numpy(r) for r, _ in swaps.values()))
-    masks = {label: _masks_for(request, split, rows, m, device, progress) for label, (m, _) in models.items()}
-    ok = torch.ones(len(rows), dtype=torch.bool)
-    for m in masks.values():
-        ok &= check_masks(m, rows, split, dataset, root, request.bad_masks, request.mask_dilate)
-    keep = ok[torch.stack(local)].flatten(2).all(-1).all(0)  # (E,) episodes whose slots and donors are usable
-    indices = local[0][keep]
-    swap = Swaps({c: t[keep] for c, t in zip(swaps, local[1:])},
-                 {c: torch.from_numpy(target)[keep] for c, (_, target) in swaps.items()})
-    record = _settings(request, episodes, dataset, image_size, methods, conditions)
-    record["bad_masks"] = {"policy": request.bad_masks, "images": int((~ok).sum()), "episodes_skipped": int((~keep).sum())}
-    record["swaps"] = {"seed": ev.seed, **{c: r[keep.numpy()].tolist() for c, (r, _) in swaps.items()}}
-    record["models"] = {}
+    prep = prepare(request, split, dataset, root, episodes, models, device, progress)
+    record = {**_settings(request, episodes, dataset, image_size, methods, conditions), **prep.record, "models": {}}
+    images = split.images[prep.rows]
     for label, (model, _) in models.items():
-        results = run_ablation(model, split.images[rows], masks[label], indices, episodes.shots, methods, conditions,
-                               swap, request.fill, request.modify, ev.feature_batch_size, ev.batch_size, ev.seed, progress)
+        results = run_ablation(model, images, prep.masks[label], prep.indices, episodes.shots, methods, conditions,
+                               prep.swaps, request.fill, request.modify, ev.feature_batch_size, ev.batch_size,
+                               ev.seed, progress)
         record["models"][label] = {"checkpoint": dict(request.checkpoints)[label],
-                                   "foreground_fraction": float(masks[label].float().mean()),
+                                   "foreground_fraction": float(prep.masks[label].float().mean()),
                                    **summarize(results, episodes.ways, ev.seed)}
     return record
 
