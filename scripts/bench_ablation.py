@@ -24,8 +24,8 @@ import numpy as np
 import torch
 
 from fewshot_cam.analysis.ablation import Swaps, compact, condition_pairs, run_ablation
-from fewshot_cam.analysis.conditions import CONDITIONS, choose_donors
 from fewshot_cam.analysis.attribution import attribute, classifier_scorer
+from fewshot_cam.analysis.conditions import CONDITIONS, choose_donors
 from fewshot_cam.data.episodes import make_episodes
 from fewshot_cam.data.split import Split
 from fewshot_cam.models.factory import ModelConfig, build_model

@@ -19,8 +19,20 @@ from scipy import ndimage
 
 from fewshot_cam.analysis.ablation import Swaps, compact, run_ablation
 from fewshot_cam.analysis.ablation_masks import check_masks
-from fewshot_cam.analysis.conditions import CANDIDATES, CONDITIONS, check_conditions, choose_donors, donor_candidates
-from fewshot_cam.analysis.fills import FILLS, apply_fill, dilate, model_mean, tile_background
+from fewshot_cam.analysis.conditions import (
+    CANDIDATES,
+    CONDITIONS,
+    check_conditions,
+    choose_donors,
+    donor_candidates,
+)
+from fewshot_cam.analysis.fills import (
+    FILLS,
+    apply_fill,
+    dilate,
+    model_mean,
+    tile_background,
+)
 from fewshot_cam.analysis.reliance import BOOTSTRAP, bri, reliance_index, summarize
 from fewshot_cam.data.episodes import make_episodes
 from fewshot_cam.data.split import Split

@@ -23,7 +23,12 @@ from fewshot_cam.analysis.attribution import attribute_images, classifier_scorer
 from fewshot_cam.analysis.conditions import CONDITIONS
 from fewshot_cam.analysis.fills import DEFAULT_FILL, model_mean
 from fewshot_cam.errors import UserError
-from fewshot_cam.evaluation.episodic import METHODS, check_methods, episode_seeds, SEEDED
+from fewshot_cam.evaluation.episodic import (
+    METHODS,
+    SEEDED,
+    check_methods,
+    episode_seeds,
+)
 from fewshot_cam.models.classifier import FewShotClassifier
 from fewshot_cam.models.features import extract_features, model_device
 from fewshot_cam.progress import progress as progress_bar

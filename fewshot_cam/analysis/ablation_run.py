@@ -15,7 +15,13 @@ from typing import Mapping
 import numpy as np
 import torch
 
-from fewshot_cam.analysis.ablation import MODIFY, Swaps, attribution_masks, compact, run_ablation
+from fewshot_cam.analysis.ablation import (
+    MODIFY,
+    Swaps,
+    attribution_masks,
+    compact,
+    run_ablation,
+)
 from fewshot_cam.analysis.ablation_masks import BAD_MASKS, check_masks, dilate_batched
 from fewshot_cam.analysis.attribution import METHODS as ATTRIBUTIONS
 from fewshot_cam.analysis.conditions import CONDITIONS, check_conditions, choose_donors
