@@ -4,12 +4,13 @@
     python scripts/bench_ablation.py --device cpu --backbone tiny --images 200 --image-size 32 --episodes 20 \\
         --scorecam-images 2 --scorecam-batches 4 16
 
-Prints (1) the time of one feature extraction of all images, (2) the time of the whole ablation (three
-filled copies embedded + all episodes of every condition) and their ratio (about 3 when the episode
-maths is cheap), and (3) Score-CAM's peak memory for each batch size: torch.cuda.max_memory_allocated on
-CUDA; on the CPU (Linux) the growth of the peak resident set (VmHWM) of a fresh process, since
-tracemalloc cannot see tensor memory and the allocator keeps freed memory resident. Random weights and
-random images with box masks: timings do not depend on what is drawn.
+Prints (1) the time of one feature extraction of all images, (2) the time of the whole ablation (every
+condition: its images built on the device and embedded once, then all episodes) and their ratio, with the
+number of images each condition embeds (one per image for original/foreground/background/bg-tiled, one per
+query for mixed-same/mixed-rand), and (3) Score-CAM's peak memory for each batch size:
+torch.cuda.max_memory_allocated on CUDA; on the CPU (Linux) the growth of the peak resident set
+(VmHWM) of a fresh process, since tracemalloc cannot see tensor memory and the allocator keeps freed
+memory resident. Random weights and random images with box masks: timings do not depend on what is drawn.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fewshot_cam.analysis.ablation import run_ablation
+from fewshot_cam.analysis.ablation import Swaps, compact, condition_pairs, run_ablation
 from fewshot_cam.analysis.attribution import attribute, classifier_scorer
+from fewshot_cam.analysis.conditions import CONDITIONS, choose_donors
 from fewshot_cam.data.episodes import make_episodes
 from fewshot_cam.data.split import Split
 from fewshot_cam.models.factory import ModelConfig, build_model
@@ -50,6 +52,23 @@ def timed(fn, device: torch.device) -> float:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return time.perf_counter() - start
+
+
+def timed_ablation(model, split: Split, episodes, shots: int, device: torch.device) -> tuple[float, dict[str, int]]:
+    """Seconds of the whole default ablation (swaps chosen outside the timing), and the images each condition embeds."""
+    donors = {
+        c: choose_donors(split.labels, episodes.indices, CONDITIONS.get(c).donor, 0)
+        for c in ("mixed-same", "mixed-rand")
+    }
+    rows, local = compact(episodes.indices, *(torch.from_numpy(r) for r, _ in donors.values()))
+    swaps = Swaps(dict(zip(donors, local[1:])), {c: torch.from_numpy(t) for c, (_, t) in donors.items()})
+    images, masks = split.images[rows], torch.from_numpy(split.masks[rows])
+    conditions = CONDITIONS.names()
+    seconds = timed(
+        lambda: run_ablation(model, images, masks, local[0], shots, ["protonet"], conditions, swaps), device
+    )
+    embedded = {c: len(condition_pairs(c, local[0], swaps, shots, "queries")[0]) or len(images) for c in conditions}
+    return seconds, embedded
 
 
 def scorecam_peak(backbone: str, size: int, images: int, batch: int, device_name: str) -> float:
@@ -95,10 +114,10 @@ def main() -> None:
     episodes = make_episodes(split, args.ways, args.shots, args.queries, args.episodes, seed=0)
     extract_features(model, split.images[:64])  # warm-up
     one = timed(lambda: extract_features(model, split.images), device)
-    full = timed(lambda: run_ablation(model, split.images, split.masks, episodes.indices, args.shots, ["protonet"]),
-                 device)
+    full, embedded = timed_ablation(model, split, episodes, args.shots, device)
     print(f"one feature extraction of {args.images} images: {one:.3f} s")
-    print(f"ablation (3 conditions x extraction + {args.episodes} episodes each): {full:.3f} s ({full / one:.2f}x)")
+    print(f"ablation ({len(embedded)} conditions, {args.episodes} episodes): {full:.3f} s ({full / one:.2f}x); "
+          f"images embedded per condition: {embedded}")
     spawn = multiprocessing.get_context("spawn")
     for batch in args.scorecam_batches:
         call = (args.backbone, args.image_size, args.scorecam_images, batch, args.device)

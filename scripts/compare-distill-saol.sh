@@ -41,8 +41,8 @@ done
 
 echo "== background reliance, CE vs CAM-loss vs CCM vs SAOL (ground-truth masks, 5-way 1-shot)"
 models=()
-for name in "${MODELS[@]}"; do models+=(--model "$name=$OUT/$name/best.pt"); done
-.venv/bin/python scripts/background_ablation.py "${models[@]}" \
+for name in "${MODELS[@]}"; do models+=(--checkpoint "$name=$OUT/$name/best.pt"); done
+fc ablate "${models[@]}" \
     --ways 5 --shots 1 --masks gt --methods protonet,logreg \
     --json "$OUT/ablation-distill-saol.json" --plot "$OUT/ablation-distill-saol.png" | tee "$OUT/ablation-distill-saol.md"
 

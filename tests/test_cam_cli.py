@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import asdict
 
 import numpy as np
@@ -75,33 +76,82 @@ def ablate(cli, setup, *extra):
                "--episodes", "4", "--seed", "3", "--device", "cpu", *extra)
 
 
-def test_ablate_writes_json_and_plot_and_original_equals_eval(cli, setup):
+def test_ablate_two_checkpoints_write_json_and_plot_and_original_equals_eval(cli, setup):
     out = setup / "ablate.json"
-    code, stdout, err = ablate(cli, setup, "--masks", "gt", "--fill", "blur", "--methods", "protonet,logreg",
-                               "--json", out, "--plot", setup / "bars.png")
+    code, stdout, err = ablate(cli, setup, "--checkpoint", f"cam={setup / 'camloss.pt'}", "--masks", "gt",
+                               "--methods", "protonet,logreg", "--json", out, "--plot", setup / "bars.png")
     assert code == 0, err
-    assert "warning" not in err and "BRI" in stdout
+    assert "warning" not in err and "BRI" in stdout and "BG-gap" in stdout and "background-following" in stdout
     record = json.loads(out.read_text())
-    assert set(record["conditions"]) == {"original", "foreground", "background"}
-    assert record["masks"] == "gt" and record["fill"] == "blur" and record["n_episodes"] == 4
+    assert record["format"] == "fewshot-cam-ablation/2" and record["fill"] == "dataset-mean"
+    assert record["masks"] == "gt" and record["n_episodes"] == 4 and record["modify"] == "queries"
+    assert list(record["models"]) == [str(setup / "ce.pt"), "cam"]
+    names = ["original", "foreground", "background", "bg-tiled", "mixed-same", "mixed-rand"]
+    assert record["condition_names"] == names
+    assert np.array(record["swaps"]["mixed-rand"]).shape == (4, 3, 3)  # (E, N, K+Q) split rows
     assert Image.open(setup / "bars.png").size[0] > 100
-    code, _, err = cli("eval", "--checkpoint", setup / "ce.pt", "--ways", "3", "--shots", "1", "--queries", "2",
-                       "--episodes", "4", "--seed", "3", "--device", "cpu", "--methods", "protonet,logreg",
-                       "--json", setup / "eval.json")
+    for label, name in ((str(setup / "ce.pt"), "ce"), ("cam", "camloss")):
+        model = record["models"][label]
+        assert list(model["conditions"]) == names and set(model) >= {"bg_gap", "background_following", "reliance"}
+        code, _, err = cli("eval", "--checkpoint", setup / f"{name}.pt", "--ways", "3", "--shots", "1", "--queries",
+                           "2", "--episodes", "4", "--seed", "3", "--device", "cpu", "--methods", "protonet,logreg",
+                           "--json", setup / "eval.json")
+        assert code == 0, err
+        plain = json.loads((setup / "eval.json").read_text())
+        for got, want in zip(model["conditions"]["original"], plain["results"]):
+            assert got["method"] == want["method"]
+            assert got["per_episode"] == pytest.approx(want["per_episode"], abs=1e-6)
+
+
+def test_ablate_conditions_subset_and_old_fill_name(cli, setup, capsys):
+    code, stdout, err = ablate(cli, setup, "--conditions", "foreground,mixed-rand", "--fill", "image-mean",
+                               "--modify", "all", "--mask-dilate", "1", "--json", setup / "sub.json")
     assert code == 0, err
-    plain = json.loads((setup / "eval.json").read_text())
-    for got, want in zip(record["conditions"]["original"], plain["results"]):
-        assert got["method"] == want["method"] and got["per_episode"] == pytest.approx(want["per_episode"], abs=1e-6)
+    record = json.loads((setup / "sub.json").read_text())
+    model = next(iter(record["models"].values()))
+    assert list(model["conditions"]) == ["original", "foreground", "mixed-rand"]
+    assert "bg_gap" not in model and "reliance" not in model and "background_following" in model
+    with pytest.raises(SystemExit) as exc:  # the per-image mean is now 'image-mean': argparse lists the names
+        ablate(cli, setup, "--fill", "mean")
+    assert exc.value.code == 2 and "image-mean" in capsys.readouterr().err
 
 
 def test_ablate_with_own_cam_masks_warns(cli, setup):
-    code, _, err = ablate(cli, setup, "--masks", "gradcam")
+    code, _, err = ablate(cli, setup, "--masks", "gradcam", "--conditions", "background")
     assert code == 0 and "own" in err and "warning" in err
     code, _, err = ablate(cli, setup, "--masks", "scorecam", "--mask-model", setup / "camloss.pt",
-                          "--cam-batch-size", "8")
+                          "--cam-batch-size", "8", "--conditions", "foreground")
     assert code == 0 and "warning" not in err
 
 
 def test_ablate_gt_masks_without_masks_is_a_user_error(cli, setup):
     code, _, err = ablate(cli, setup, "--masks", "gt", "--dataset", "imagefolder", "--root", setup / "nomasks")
     assert code == 2 and "needs ground-truth masks" in err and len(err.strip().splitlines()) == 1
+
+
+def test_bad_masks_are_errors_naming_the_file_or_skipped_and_counted(cli, setup, tmp_path):
+    data = tmp_path / "bad"
+    shutil.copytree(setup / "data", data)
+    empty = data / "masks" / "test" / "class1" / "03.png"
+    Image.fromarray(np.zeros((SIZE, SIZE), np.uint8)).save(empty)
+    flags = ("--dataset", "imagefolder", "--root", data, "--conditions", "foreground", "--episodes", "30")
+    code, _, err = ablate(cli, setup, *flags)
+    assert code == 2 and str(empty) in err and "all empty" in err and len(err.strip().splitlines()) == 1
+    code, stdout, err = ablate(cli, setup, *flags, "--bad-masks", "skip", "--json", tmp_path / "skip.json")
+    assert code == 0, err
+    record = json.loads((tmp_path / "skip.json").read_text())
+    skipped = record["bad_masks"]
+    assert skipped["images"] == 1 and 0 < skipped["episodes_skipped"] < 30 and "episodes skipped" in stdout
+    assert (
+        len(next(iter(record["models"].values()))["conditions"]["original"][0]["per_episode"])
+        == 30 - skipped["episodes_skipped"]
+    )
+
+
+def test_a_mask_of_another_size_than_its_image_is_an_error_naming_it(cli, setup, tmp_path):
+    data = tmp_path / "sized"
+    shutil.copytree(setup / "data", data)
+    wrong = data / "masks" / "test" / "class2" / "01.png"
+    Image.fromarray(np.full((SIZE * 2, SIZE * 2), 255, np.uint8)).save(wrong)
+    code, _, err = ablate(cli, setup, "--dataset", "imagefolder", "--root", data)
+    assert code == 2 and str(wrong) in err and "never resized" in err and len(err.strip().splitlines()) == 1

@@ -142,7 +142,8 @@ def test_ablate_with_a_mask_file_draws_only_annotated_images(cli, setup, capsys)
     record = json.loads(out.read_text())
     assert record["masks"] == str(path) and record["eligible_per_class"] == {f"class{c}": 3 for c in range(CLASSES)}
     boxes = boxes_from_masks(split.masks)[np.arange(len(split.images)) % PER_CLASS % 2 == 0]
-    assert record["foreground_fraction"] == pytest.approx(boxes.mean())  # every image of the 3 x 3 in use
+    fraction = next(iter(record["models"].values()))["foreground_fraction"]
+    assert fraction == pytest.approx(boxes.mean())  # every image of the 3 x 3 in use
     with pytest.raises(SystemExit) as exc:  # argparse's own usage error
         cli("ablate", "--checkpoint", setup / "ce.pt", "--ways", "3", "--shots", "1", "--masks", "boxes")
     assert exc.value.code == 2 and "or a FILE.npz" in capsys.readouterr().err
@@ -171,4 +172,6 @@ def test_a_mask_file_of_the_true_masks_gives_the_gt_ablation_exactly(cli, setup)
         assert code == 0, err
         records.append(json.loads(out.read_text()))
     assert records[0]["episodes_hash"] == records[1]["episodes_hash"]
-    assert records[0]["conditions"] == records[1]["conditions"]
+    assert [r["models"] for r in records][0].keys() == records[1]["models"].keys()
+    first, second = (next(iter(r["models"].values())) for r in records)
+    assert first["conditions"] == second["conditions"]

@@ -11,8 +11,10 @@ from PIL import Image
 from scipy import ndimage
 
 from fewshot_cam.data import synthetic_draw as draw
+from fewshot_cam.data.datasets import load_split
 from fewshot_cam.data.preview import _outline, _tile, save_grid
 from fewshot_cam.data.synthetic import (
+    VARIANTS,
     SynthConfig,
     class_background,
     class_table,
@@ -150,3 +152,34 @@ def test_preview_grid_holds_the_images(tmp_path):
     tiles = [_tile(split.images[i], split.masks[i], zoom) for i in range(len(split.labels))]
     first = sheet[4:4 + side, 190:190 + side]
     assert any(np.array_equal(first, t) for t in tiles)
+
+
+def test_planted_truth_variants():
+    """control-bg: objects carry no class colour, and test backgrounds follow the class; control-fg's test
+    split is the default one (only train's shortcut differs); the random objects leave every other draw."""
+    bg = replace(VARIANTS["synthetic-control-bg"], image_size=16, images_per_class=30)
+    test = generate_arrays("test", bg)
+    assert np.array_equal(test.backgrounds, test.class_backgrounds[test.labels])
+    assert len(set(test.class_backgrounds.tolist())) == len(test.classes)  # 20 families: one per test class
+    fg = test.masks[..., None]
+    hue = rgb_to_hsv((test.images * fg).sum((1, 2)) / fg.sum((1, 2)) / 255)[:, 0] * 360
+    target = np.array([draw.COLOURS[test.classes[label].colour] for label in test.labels])
+    assert np.mean(np.abs((hue - target + 180) % 360 - 180) < 25) < 0.3  # ~1/8 by chance, not the class's
+    train = generate_arrays("train", bg)
+    assert np.array_equal(train.backgrounds, train.class_backgrounds[train.labels])  # shortcut_rate 1
+    same_draws = generate_arrays("test", replace(bg, objects="class"))
+    assert np.array_equal(same_draws.backgrounds, test.backgrounds)
+    default, control_fg = (generate_split("test", replace(VARIANTS[n], image_size=16, images_per_class=8))
+                           for n in ("synthetic", "synthetic-control-fg"))
+    assert np.array_equal(default.images, control_fg.images)
+    assert load_synthetic("val", 16, variant="synthetic-control-bg").name == "synthetic-control-bg/val"
+
+
+def test_data_synth_writes_the_planted_truth_options(cli, tmp_path):
+    code, _, err = cli("data", "synth", "--out", tmp_path, "--images-per-class", 2, "--image-size", 8,
+                       "--shortcut-rate", 1, "--objects", "random", "--novel-backgrounds", "class")
+    assert code == 0, err
+    want = generate_split("test", SynthConfig(image_size=8, images_per_class=2, shortcut_rate=1.0,
+                                              objects="random", novel_backgrounds="class"))
+    got = load_split("imagefolder", tmp_path, "test", 8)
+    assert np.array_equal(got.images, want.images) and np.array_equal(got.masks, want.masks)

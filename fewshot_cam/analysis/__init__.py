@@ -2,7 +2,7 @@
 foreign models (through the ``capture_activations`` hook context manager), background ablation and
 localisation."""
 
-from fewshot_cam.analysis.ablation import CONDITIONS, FILLS, apply_condition, run_ablation
+from fewshot_cam.analysis.ablation import Swaps, run_ablation
 from fewshot_cam.analysis.attribution import (
     METHODS,
     Scorer,
@@ -13,11 +13,13 @@ from fewshot_cam.analysis.attribution import (
     foreign_scorer,
     support_prototypes,
 )
+from fewshot_cam.analysis.conditions import CONDITIONS
+from fewshot_cam.analysis.fills import FILLS, apply_fill
 from fewshot_cam.analysis.hooks import capture_activations
 from fewshot_cam.analysis.localization import Localization, box_iou, mask_iou
 
 __all__ = [
-    "CONDITIONS", "FILLS", "Localization", "METHODS", "Scorer", "apply_condition", "attribute", "attribute_images",
+    "CONDITIONS", "FILLS", "Localization", "METHODS", "Scorer", "Swaps", "apply_fill", "attribute", "attribute_images",
     "box_iou", "capture_activations", "classifier_scorer", "episode_scorer", "foreign_scorer", "mask_iou",
     "run_ablation", "support_prototypes",
 ]

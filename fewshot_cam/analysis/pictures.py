@@ -12,8 +12,6 @@ import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
-from fewshot_cam.analysis.ablation import CONDITIONS
-
 
 def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.5, cmap: str = "jet") -> np.ndarray:
     """Alpha-blend a colour-mapped heat map over an image: (H, W, 3) uint8, (H, W) in [0, 1] -> (H, W, 3) in [0, 1]."""
@@ -52,29 +50,30 @@ def save_cam_grid(
     return _save(fig, path)
 
 
-def save_condition_bars(path: str | Path, summaries: Mapping[str, dict], chance: float, title: str = "") -> Path:
-    """Grouped bars: one group per (model, method), one bar per condition, 95% CI error bars, and a dashed
-    line at chance. summaries: model label -> :func:`fewshot_cam.analysis.ablation.summarize` output."""
-    groups = []  # (label, {condition: (mean, ci95)})
-    for label, summary in summaries.items():
+def save_condition_bars(path: str | Path, record: dict, title: str = "") -> Path:
+    """Grouped bars: one group per (model, method), one bar per condition that ran, 95% CI error bars, and
+    a dashed line at chance. record: ``analysis.ablation_run.run_background_ablation``'s output."""
+    models, conditions = record["models"], record["condition_names"]
+    groups = []  # (label, {condition: {mean, ci95}})
+    for label, summary in models.items():
         for i, entry in enumerate(summary["conditions"]["original"]):
-            name = entry["method"] if len(summaries) == 1 else f"{label}\n{entry['method']}"
-            groups.append((name, {c: summary["conditions"][c][i] for c in CONDITIONS}))
-    width = 0.8 / len(CONDITIONS)
-    fig = Figure(figsize=(max(4.0, 1.3 * len(groups) + 1.5), 3.6), dpi=100)
+            name = entry["method"] if len(models) == 1 else f"{label}\n{entry['method']}"
+            groups.append((name, {c: summary["conditions"][c][i] for c in conditions}))
+    width = 0.8 / len(conditions)
+    fig = Figure(figsize=(max(5.0, 0.35 * len(conditions) * len(groups) + 2.0), 3.8), dpi=100)
     ax = fig.subplots()
     x = np.arange(len(groups))
-    for j, condition in enumerate(CONDITIONS):
+    for j, condition in enumerate(conditions):
         means = [g[1][condition]["mean"] for g in groups]
         cis = [g[1][condition]["ci95"] for g in groups]
-        ax.bar(x + (j - 1) * width, means, width, yerr=cis, capsize=3, label=condition)
-    ax.axhline(chance, color="black", linestyle="--", linewidth=1, label="chance")
+        ax.bar(x + (j - (len(conditions) - 1) / 2) * width, means, width, yerr=cis, capsize=2, label=condition)
+    ax.axhline(100.0 / record["ways"], color="black", linestyle="--", linewidth=1, label="chance")
     ax.set_xticks(x)
     ax.set_xticklabels([g[0] for g in groups], fontsize=8)
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(0, 100)
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12 if len(summaries) == 1 else -0.2), ncol=4)
+    ax.set_title(title or f"{record['dataset']}/{record['split']}, fill {record['fill']}", fontsize=10)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12 if len(models) == 1 else -0.2), ncol=4)
     fig.tight_layout()
     return _save(fig, path)
 

@@ -6,9 +6,11 @@ when a path moves, fix it here and nowhere else in :mod:`fewshot_cam.bench`.
 
 from __future__ import annotations
 
-from fewshot_cam.analysis.ablation import CONDITIONS, FILLS, run_ablation
+from fewshot_cam.analysis.ablation import Swaps, compact, run_ablation
 from fewshot_cam.analysis.attribution import METHODS as CAM_METHODS
 from fewshot_cam.analysis.attribution import attribute_images, classifier_scorer
+from fewshot_cam.analysis.conditions import CONDITIONS, choose_donors
+from fewshot_cam.analysis.fills import FILLS
 from fewshot_cam.cli import main as cli_main
 from fewshot_cam.data.datasets import load_split
 from fewshot_cam.data.episodes import make_episodes
@@ -36,6 +38,9 @@ __all__ = [
     "CONDITIONS",
     "FILLS",
     "run_ablation",
+    "Swaps",
+    "compact",
+    "choose_donors",
     "CAM_METHODS",
     "attribute_images",
     "classifier_scorer",

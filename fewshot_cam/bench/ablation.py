@@ -10,9 +10,13 @@ import torch
 
 from fewshot_cam.bench._api import (
     CAM_METHODS,
+    CONDITIONS,
     FILLS,
+    Swaps,
     attribute_images,
+    choose_donors,
     classifier_scorer,
+    compact,
     extract_features,
     run_ablation,
 )
@@ -24,20 +28,24 @@ def run(ctx: Context) -> None:
     s = ctx.sizes
     split = eval_split(ctx)
     indices = eval_episodes(split, s.episodes)[: s.method_episodes]
-    used, local = torch.unique(indices, return_inverse=True)  # images the episodes use; indices into them
-    images, masks = split.images[used.numpy()], split.masks[used.numpy()]
+    donors = {c: choose_donors(split.labels, indices, CONDITIONS.get(c).donor, 0) for c in ("mixed-same", "mixed-rand")}
+    rows, local = compact(indices, *(torch.from_numpy(r) for r, _ in donors.values()))  # images used, indices into them
+    swaps = Swaps(dict(zip(donors, local[1:])), {c: torch.from_numpy(t) for c, (_, t) in donors.items()})
+    images, masks = split.images[rows], torch.from_numpy(split.masks[rows])
     model = random_model(ctx)
     extract_features(model, images[:512])  # warm-up
     _, one = ctx.timed(extract_features, model, images)
     ctx.put("episodes", len(indices))
     ctx.put("images", len(images))
     ctx.put("one_extraction_s", round(one, 3))
+    conditions = CONDITIONS.names()
     for fill in FILLS:
         ctx.reset_peak()
-        results, seconds = ctx.timed(run_ablation, model, images, masks, local, SHOTS, ["protonet"], fill=fill)
+        results, seconds = ctx.timed(run_ablation, model, images, masks, local[0], SHOTS, ["protonet"], conditions,
+                                     swaps, fill=fill)
         ctx.put(f"ablation_{fill}", {
             "seconds": round(seconds, 3), "over_one_extraction": round(seconds / one, 2), "peak_mib": ctx.peak_mib(),
-            **{f"{c}_acc": round(float(np.mean(r["protonet"])), 2) for c, r in results.items()},
+            **{f"{c}_acc": round(float(np.mean(r["protonet"]["accuracy"])), 2) for c, r in results.items()},
         })
     cam_images = split.images[: s.cam_images]
     scorer = classifier_scorer(model)

@@ -145,9 +145,9 @@ def check_ablate(tmp: Path, device: str, run: Path) -> None:
     out = tmp / "ablation.json"
     cli("ablate", "--checkpoint", run / "last.pt", "--ways", 5, "--shots", 1, "--queries", 5, "--episodes", EPISODES,
         "--device", device, "--json", out)
-    record = json.loads(out.read_text())
-    assert set(record["conditions"]) == {"original", "foreground", "background"}
-    original = record["conditions"]["original"][0]["per_episode"]
+    conditions = next(iter(json.loads(out.read_text())["models"].values()))["conditions"]
+    assert {"original", "foreground", "background", "bg-tiled", "mixed-same", "mixed-rand"} <= set(conditions)
+    original = conditions["original"][0]["per_episode"]
     evaluated = _eval(run / "last.pt", device, tmp / "eval.json")
     same = sum(abs(a - b) < 1e-9 for a, b in zip(original, evaluated))
     assert same >= 0.9 * len(evaluated), f"{same} of {len(evaluated)} episodes agree"

@@ -40,6 +40,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     synth.add_argument("--images-per-class", type=int, default=default.images_per_class, help="(default: %(default)s)")
     synth.add_argument("--shortcut-rate", type=float, default=default.shortcut_rate,
                        help="fraction of images whose background gives their class away (default: %(default)s)")
+    synth.add_argument("--objects", default=default.objects, choices=("class", "random"),
+                       help="random: every image's object drawn at random, so objects carry no class information "
+                            "(a background learner's training data) (default: %(default)s)")
+    synth.add_argument("--novel-backgrounds", default=default.novel_backgrounds, choices=("random", "class"),
+                       help="val/test backgrounds: independent of the class, or each class on its own family "
+                            "(backgrounds follow the class) (default: %(default)s)")
     synth.set_defaults(_data_run=run_synth)
 
     show = sub.add_parser("show", help="save a grid of sample images of a split as a PNG")
@@ -105,7 +111,8 @@ def run_info(args: argparse.Namespace) -> int:
 
 def run_synth(args: argparse.Namespace) -> int:
     cfg = SynthConfig(seed=args.seed, image_size=args.image_size, images_per_class=args.images_per_class,
-                      shortcut_rate=args.shortcut_rate)
+                      shortcut_rate=args.shortcut_rate, objects=args.objects,
+                      novel_backgrounds=args.novel_backgrounds)
     check_writable(args.out, folder=True)
     write_synthetic(args.out, cfg)
     print(f"wrote the synthetic benchmark to {args.out} (read it with --dataset imagefolder --root {args.out})")

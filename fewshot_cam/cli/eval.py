@@ -23,6 +23,9 @@ from fewshot_cam.io import check_writable
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", default=None,
+                        help="checkpoint file (.pt) or run folder written by pretrain/metatrain (default: the final "
+                             "checkpoint of the latest finished run under runs/)")
     add_shared_arguments(parser)
     add_protocol_arguments(parser)
 
@@ -41,10 +44,7 @@ def add_protocol_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_shared_arguments(parser: argparse.ArgumentParser) -> None:
-    """The checkpoint, setting, episodes, data, device and --json flags (ablate uses them too)."""
-    parser.add_argument("--checkpoint", default=None,
-                        help="checkpoint file (.pt) or run folder written by pretrain/metatrain (default: the final "
-                             "checkpoint of the latest finished run under runs/)")
+    """Every flag but ``--checkpoint`` that ablate shares: setting, episodes, methods, data, device, --json."""
     parser.add_argument("--backbone", default=None, help="fail unless the checkpoint holds this backbone")
     parser.add_argument("--ways", type=int, default=None, help="classes per episode (N)")
     parser.add_argument("--shots", type=int, default=None, help="support images per class (K)")

@@ -42,16 +42,21 @@ def _synthetic():
 
 
 def _synthetic_read(source: Source, image_size: int) -> Split:
-    return _synthetic().load_synthetic(source.split, image_size, root=source.root)
+    return _synthetic().load_synthetic(source.split, image_size, root=source.root, variant=source.dataset)
 
 
-SYNTHETIC = DatasetFormat(
-    detect_layout=lambda root: "synthetic",
-    locate=lambda root, split: Source("synthetic", "synthetic", root, split, ()),
-    read=_synthetic_read,
-    class_sizes=lambda source: _sizes(_synthetic_read(source, 32)),
-    needs_root=False,
-)
+def _synthetic_format(variant: str) -> DatasetFormat:
+    """The built-in benchmark, or one of its planted-truth variants (``synthetic.VARIANTS``)."""
+    return DatasetFormat(
+        detect_layout=lambda root: "synthetic",
+        locate=lambda root, split: Source(variant, "synthetic", root, split, ()),
+        read=_synthetic_read,
+        class_sizes=lambda source: _sizes(_synthetic_read(source, 32)),
+        needs_root=False,
+    )
+
+
+SYNTHETIC = _synthetic_format("synthetic")
 
 
 def _sizes(split: Split) -> dict[str, int]:
@@ -72,6 +77,10 @@ DATASETS.register("cub", _module_format(cub, takes_options=True),
                   help="CUB-200-2011 as distributed (Chen et al.'s splits, segmentation or box masks)")
 DATASETS.register("filelist", _module_format(closerlook, takes_options=True),
                   help="CloserLook JSON filelists (base.json / val.json / novel.json)")
+DATASETS.register("synthetic-control-bg", _synthetic_format("synthetic-control-bg"),
+                  help="planted-truth control: objects carry no class, backgrounds do (background learner)")
+DATASETS.register("synthetic-control-fg", _synthetic_format("synthetic-control-fg"),
+                  help="planted-truth control: no background shortcut anywhere (foreground learner)")
 Options = ReadOptions | dict | None
 
 

@@ -105,7 +105,7 @@ def decode_mask(path: Path, size: int, image: Path | None = None) -> np.ndarray:
             with Image.open(image) as pic:
                 if pic.size != im.size:
                     raise BadPixels(f"mask is {im.width} x {im.height} but its image {image} is "
-                                     f"{pic.width} x {pic.height}")
+                                     f"{pic.width} x {pic.height} (masks are never resized to fit)")
         values = Image.fromarray(mask_values(im).astype(np.uint8))
         return np.asarray(resize(values, size, Image.Resampling.NEAREST)) > 0
 

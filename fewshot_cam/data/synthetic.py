@@ -13,6 +13,17 @@ background family is drawn uniformly, independently of the class, so that shortc
 to novel classes. The expected agreement in train is ``rate + (1 - rate) / n_backgrounds``; in val/test
 it is ``1 / n_backgrounds``.
 
+**Planted truths for the background analysis** (``VARIANTS``, each also a dataset name):
+``objects="random"`` draws every image's colour family, shape and pattern at random, independently of
+its class, in every split (the object carries no class information); ``novel_backgrounds="class"``
+puts every val/test class on its own family, as train's shortcut does at rate 1 (backgrounds follow
+the class in the novel classes too). ``synthetic-control-bg`` combines both with ``shortcut_rate`` 1:
+only the background tells classes apart, so a model trained on it is a background learner and the
+analysis must say so. ``synthetic-control-fg`` has ``shortcut_rate`` 0 and random novel backgrounds:
+only the object tells classes apart (a foreground learner). The random objects come from a second
+generator ``[seed, split_id, class_id, 1]``, so every other draw (and so every background and pose)
+is the same as in the default benchmark.
+
 Determinism: image ``i`` of class ``c`` depends only on (seed, split, c, i) and the config, through
 ``np.random.default_rng([seed, split_id, class_id])``; the class table does not depend on the seed.
 """
@@ -47,6 +58,12 @@ class SynthConfig:
     """In train, probability that an image of class c lies on c's own background family."""
     n_backgrounds: int = 16
     """Number of background families (texture type x colour x scale)."""
+    objects: str = "class"
+    """"class": each class's own colour, shape and pattern; "random": every image's drawn at random
+    (in every split), so the object carries no class information."""
+    novel_backgrounds: str = "random"
+    """Backgrounds of val/test: "random" (independent of the class) or "class" (class c always on
+    ``class_background(c)``: the background follows the class in the novel classes)."""
 
     def __post_init__(self) -> None:
         check_ranges("", self, {"seed": (0, 2**63 - 1), "image_size": (8, 4096), "images_per_class": (1, None),
@@ -111,6 +128,30 @@ def _check(split: str, cfg: SynthConfig) -> None:
         raise UserError(f"synthetic config {cfg}: image_size >= 8, images_per_class >= 1, n_backgrounds >= 1")
     if not 0.0 <= cfg.shortcut_rate <= 1.0:
         raise UserError(f"synthetic shortcut_rate {cfg.shortcut_rate} is not in [0, 1]")
+    if cfg.objects not in ("class", "random") or cfg.novel_backgrounds not in ("random", "class"):
+        raise UserError(f"synthetic objects {cfg.objects!r} (class|random) / novel_backgrounds "
+                        f"{cfg.novel_backgrounds!r} (random|class)")
+
+
+def _objects(spec: ClassSpec, split: str, cfg: SynthConfig, pose: dict, rng: np.random.Generator):
+    """Premultiplied colour (n, S, S, 3) and coverage (n, S, S) of one class's objects: the class's own
+    attributes, or (``objects="random"``) attributes drawn per image from a second generator."""
+    n, size = cfg.images_per_class, cfg.image_size
+    if cfg.objects == "class":
+        colours = draw.object_colours(rng, draw.COLOURS[spec.colour], n)
+        return draw.render_object(spec.shape, spec.pattern, pose, colours, size)
+    other = np.random.default_rng([cfg.seed, SPLITS.index(split), spec.id, 1])
+    hue = np.array(list(draw.COLOURS.values()))[other.integers(len(draw.COLOURS), size=n)]
+    shape = other.integers(len(draw.SHAPES), size=n)
+    pattern = other.integers(len(draw.PATTERNS), size=n)
+    colours = draw.object_colours(rng, hue, n)  # the same draws from rng as for a class's own hue
+    premult, coverage = np.zeros((n, size, size, 3)), np.zeros((n, size, size))
+    for s, p in {(int(a), int(b)) for a, b in zip(shape, pattern)}:
+        sel = (shape == s) & (pattern == p)
+        part = {k: v[sel] for k, v in pose.items()}
+        premult[sel], coverage[sel] = draw.render_object(list(draw.SHAPES)[s], list(draw.PATTERNS)[p], part,
+                                                         colours[sel], size)
+    return premult, coverage
 
 
 def _draw_class(spec: ClassSpec, split: str, cfg: SynthConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -121,10 +162,11 @@ def _draw_class(spec: ClassSpec, split: str, cfg: SynthConfig) -> tuple[np.ndarr
     families = rng.integers(cfg.n_backgrounds, size=n)
     if split == "train":
         families = np.where(tied, class_background(spec.id, cfg), families)
+    elif cfg.novel_backgrounds == "class":
+        families = np.full(n, class_background(spec.id, cfg))
     pose = draw.object_params(rng, n)
-    colours = draw.object_colours(rng, draw.COLOURS[spec.colour], n)
+    premult, coverage = _objects(spec, split, cfg, pose, rng)
     bg_params = draw.background_params(rng, n)
-    premult, coverage = draw.render_object(spec.shape, spec.pattern, pose, colours, size)
     background = draw.render_backgrounds(families, cfg.n_backgrounds, bg_params, size)
     image = premult + (1 - coverage[..., None]) * background
     image += rng.normal(0, 0.03, image.shape)  # sensor noise, drawn last (its size depends on image_size)
@@ -147,18 +189,28 @@ def generate_arrays(split: str, cfg: SynthConfig = SynthConfig()) -> SynthArrays
     )
 
 
-def generate_split(split: str, cfg: SynthConfig = SynthConfig()) -> Split:
-    """One split of the built-in benchmark as a :class:`Split` (masks filled)."""
+def generate_split(split: str, cfg: SynthConfig = SynthConfig(), name: str = "synthetic") -> Split:
+    """One split of the built-in benchmark as a :class:`Split` (masks filled), named ``name/split``."""
     a = generate_arrays(split, cfg)
     return Split(
         images=a.images, labels=a.labels, class_names=tuple(s.name for s in a.classes), masks=a.masks,
-        name=f"synthetic/{split}", source=f"built-in (seed {cfg.seed})",
+        name=f"{name}/{split}", source=f"built-in (seed {cfg.seed})",
     )
 
 
-def load_synthetic(split: str, image_size: int, root: str | Path | None = None) -> Split:
-    """The default benchmark at ``image_size``; ``root`` is ignored (nothing is read or cached)."""
-    return generate_split(split, replace(SynthConfig(), image_size=image_size))
+VARIANTS: dict[str, SynthConfig] = {
+    "synthetic": SynthConfig(),
+    "synthetic-control-bg": SynthConfig(shortcut_rate=1.0, objects="random", novel_backgrounds="class",
+                                        n_backgrounds=20),
+    "synthetic-control-fg": SynthConfig(shortcut_rate=0.0),
+}
+"""Dataset name -> benchmark settings. The background control has 20 families so that the 20 test
+classes (ids 80-99) each have their own."""
+
+
+def load_synthetic(split: str, image_size: int, root: str | Path | None = None, variant: str = "synthetic") -> Split:
+    """A benchmark of ``VARIANTS`` at ``image_size``; ``root`` is ignored (nothing is read or cached)."""
+    return generate_split(split, replace(VARIANTS[variant], image_size=image_size), name=variant)
 
 
 def write_synthetic(out_dir: str | Path, cfg: SynthConfig = SynthConfig()) -> Path:
@@ -182,6 +234,6 @@ def write_synthetic(out_dir: str | Path, cfg: SynthConfig = SynthConfig()) -> Pa
 
 
 __all__ = [
-    "SynthConfig", "ClassSpec", "SynthArrays", "class_table", "class_background",
+    "SynthConfig", "ClassSpec", "SynthArrays", "VARIANTS", "class_table", "class_background",
     "generate_arrays", "generate_split", "load_synthetic", "write_synthetic",
 ]
