@@ -210,3 +210,17 @@ def test_crop_is_part_of_the_cache_key(tiny):
     cropped = load_split("cub", tiny, "test", 16, {"crop": "box"})
     assert not np.array_equal(plain.images, cropped.images)
     assert np.array_equal(load_split("cub", tiny, "test", 16).images, plain.images)
+
+
+def test_a_16_bit_segmentation_is_read_by_value_not_clipped(tmp_path):
+    """The same soft mask as 8 bits (v) and 16 bits (257 v) gives the same grey mask; convert("L") would
+    clip every non-zero 16-bit value to 255 and turn the soft edge into foreground."""
+    from fewshot_cam.data.cub import Entry, grey_mask
+
+    image = tmp_path / "a.jpg"
+    Image.fromarray(np.zeros((6, 8, 3), np.uint8)).save(image)
+    ramp = np.tile(np.arange(0, 256, 32, dtype=np.uint16), (6, 1))  # (6, 8): 0, 32, ..., 224
+    Image.fromarray(ramp.astype(np.uint8)).save(tmp_path / "m8.png")
+    Image.fromarray((ramp * 257).astype(np.uint16)).save(tmp_path / "m16.png")
+    masks = [np.asarray(grey_mask(Entry(image, "c", (0.0, 0.0, 8.0, 6.0), tmp_path / f"m{b}.png"))) for b in (8, 16)]
+    assert np.array_equal(masks[0], ramp) and np.array_equal(masks[1], ramp)

@@ -42,7 +42,6 @@ def integer_array(values: Any, what: str, path: str | Path) -> np.ndarray:
 
 def check_class_rows(classes: dict[str, np.ndarray], n_rows: int, path: str | Path) -> None:
     """Every class's rows in [0, n_rows), no row twice in a class, no row in two classes."""
-    owner: dict[int, str] = {}
     for name, rows in classes.items():
         bad = rows[(rows < 0) | (rows >= n_rows)]
         if bad.size:
@@ -50,10 +49,17 @@ def check_class_rows(classes: dict[str, np.ndarray], n_rows: int, path: str | Pa
         values, counts = np.unique(rows, return_counts=True)
         if (counts > 1).any():
             raise UserError(f"class_dict[{name!r}] lists row {values[counts > 1][0]} twice", path)
-        for row in rows.tolist():
-            if row in owner:
-                raise UserError(f"row {row} is in two classes, {owner[row]!r} and {name!r}", path)
-            owner[row] = name
+    names = list(classes)
+    if not names:
+        return
+    rows = np.concatenate([np.asarray(classes[n], dtype=np.int64) for n in names])
+    owners = np.repeat(np.arange(len(names)), [len(classes[n]) for n in names])
+    order = np.argsort(rows, kind="stable")  # rows in order, each class's own rows are distinct already
+    shared = np.nonzero(rows[order][1:] == rows[order][:-1])[0]
+    if shared.size:
+        first, second = order[shared[0]], order[shared[0] + 1]
+        raise UserError(f"row {rows[first]} is in two classes, {names[owners[first]]!r} and "
+                        f"{names[owners[second]]!r}", path)
 
 
 def check_image_array(images: Any, what: str, path: str | Path) -> np.ndarray:

@@ -34,6 +34,7 @@ from PIL import Image
 from fewshot_cam.data.cub_splits import RULE, closerlook_classes, match_images, split_entries
 from fewshot_cam.data.decode import Source, canonical_order, decode_split, parallel_fill, resize
 from fewshot_cam.data.options import ReadOptions
+from fewshot_cam.data.pixels import BadPixels, to_rgb
 from fewshot_cam.data.split import Split
 from fewshot_cam.errors import UserError
 
@@ -203,7 +204,10 @@ def grey_mask(entry: Entry) -> Image.Image:
         grey.paste(255, pixel_box(entry.box, size))
         return grey
     with Image.open(entry.segmentation) as seg:
-        grey = seg.convert("L")
+        try:  # by value, as every other reader: a 16-bit segmentation is scaled, not clipped to white
+            grey = to_rgb(seg).convert("L")
+        except BadPixels as err:
+            raise UserError(str(err), entry.segmentation) from None
     if grey.size != size:
         raise UserError(f"segmentation is {grey.size[0]}x{grey.size[1]} but its image {entry.image} is "
                         f"{size[0]}x{size[1]}", entry.segmentation)
