@@ -28,7 +28,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from oracles import chen_finetune  # noqa: E402  (Chen's per-episode recipe, as tests/oracles.py writes it)
 
-from fewshot_cam.fewshot.episodic import METHODS, episode_seeds  # noqa: E402
+from fewshot_cam.fewshot.episodic import episode_seeds, predict_episodes  # noqa: E402
 
 
 def timed(fns: dict, repeats: int) -> tuple[dict, dict]:
@@ -42,8 +42,10 @@ def timed(fns: dict, repeats: int) -> tuple[dict, dict]:
     return {k: statistics.median(v) for k, v in times.items()}, out
 
 
-def line(what: str, ours: float, peer_name: str, peer: float, differ: int | str) -> None:
-    print(f"| {what} | {ours * 1e3:.1f} | {peer_name} | {peer * 1e3:.1f} | {peer / ours:.2f}x | {differ} |", flush=True)
+def line(what: str, ours: float, peer_name: str, peer: float, differ: int | str, unit: float = 1e3) -> None:
+    """One table row; times in seconds, printed times ``unit`` (1e3: ms, 1e6: us)."""
+    cells = (what, f"{ours * unit:.1f}", peer_name, f"{peer * unit:.1f}", f"{peer / ours:.2f}x", differ)
+    print("| " + " | ".join(map(str, cells)) + " |", flush=True)
 
 
 def features_and_episodes(ways, shots, episodes, dim=640, classes=20, per_class=600, queries=15, seed=0):
@@ -55,17 +57,16 @@ def features_and_episodes(ways, shots, episodes, dim=640, classes=20, per_class=
     return feats, idx
 
 
-def ours(method, feats, idx, shots, seeds):
-    E, N, KQ = idx.shape
-    support, query = feats[idx[:, :, :shots]], feats[idx[:, :, shots:]].reshape(E, N * (KQ - shots), -1)
-    return METHODS.get(method)(support, query, seeds).argmax(-1)
+def ours(method, feats, idx, shots):
+    """What ``fewshot-cam eval`` runs: chunks sized by the memory budget, rows gathered by index."""
+    return predict_episodes(feats, idx, shots, [method], seed=0)[method].cpu()
 
 
 def per_episode(fn, feats, idx, shots, seeds):
     out = []
     for e, ep in enumerate(idx):
         out.append(fn(feats[ep[:, :shots]], feats[ep[:, shots:]].reshape(-1, feats.shape[1]), seeds[e]))
-    return torch.stack(out)
+    return torch.stack(out).cpu()
 
 
 def loop_protonet(s, q, _):
@@ -92,13 +93,16 @@ def sklearn_logreg(s, q, _, tol=1e-4, solver="lbfgs"):
     return torch.from_numpy(clf.predict(F.normalize(q.double(), dim=-1).numpy()))
 
 
-def bench_fewshot(settings, episodes, repeats, methods=("protonet", "logreg", "baseline", "baseline++")):
-    print("| evaluator, ways-shots | ours ms/episode | peer | peer ms/episode | ratio | episodes differing |")
+def bench_fewshot(settings, episodes, repeats, methods=("protonet", "logreg", "baseline", "baseline++"),
+                  device=torch.device("cpu")):
+    print("| evaluator, ways-shots | ours us/episode | peer | peer us/episode | ratio | episodes differing |")
     print("|---|---|---|---|---|---|")
     for ways, shots in settings:
         for method in methods:
             n = {"protonet": episodes, "logreg": max(20, episodes // 5)}.get(method, max(4, episodes // 50))
             feats, idx = features_and_episodes(ways, shots, n)
+            if method == "protonet":  # the fitted peers (sklearn, Chen's loop) run on the CPU
+                feats, idx = feats.to(device), idx.to(device)
             seeds = episode_seeds(0, range(n))
             peers = {"loop": lambda: per_episode(loop_protonet, feats, idx, shots, seeds),
                      "easyfsl": lambda: per_episode(easyfsl_protonet(), feats, idx, shots, seeds)}
@@ -108,11 +112,11 @@ def bench_fewshot(settings, episodes, repeats, methods=("protonet", "logreg", "b
                 cos = method == "baseline++"
                 peers = {"Chen loop": lambda: per_episode(lambda s, q, sd: chen_finetune(s, q, sd, cos).argmax(1),
                                                           feats, idx, shots, seeds)}
-            fns = {"ours": lambda: ours(method, feats, idx, shots, seeds), **peers}
+            fns = {"ours": lambda: ours(method, feats, idx, shots), **peers}
             times, out = timed(fns, repeats if method in ("protonet", "logreg") else 1)
             for peer in peers:
                 differ = int((out["ours"] != out[peer]).any(-1).sum())
-                line(f"{method} {ways}w{shots}s ({n} ep)", times["ours"] / n, peer, times[peer] / n, differ)
+                line(f"{method} {ways}w{shots}s ({n} ep)", times["ours"] / n, peer, times[peer] / n, differ, 1e6)
             if method == "logreg":
                 tight = per_episode(lambda s, q, sd: sklearn_logreg(s, q, sd, 1e-10, "newton-cg"), feats, idx, shots,
                                     seeds)
@@ -210,7 +214,7 @@ def main() -> None:
     settings = [tuple(int(v) for v in s.split("x")) for s in args.settings.split(",")]
     if "fewshot" in parts:
         bench_fewshot(settings[:2] if args.quick else settings, 100 if args.quick else args.episodes, 3,
-                      args.methods.split(","))
+                      args.methods.split(","), torch.device(args.device))
     if "cam" in parts:
         bench_cam(3 if args.quick else 5, torch.device(args.device))
     if "memory" in parts:

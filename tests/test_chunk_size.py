@@ -50,3 +50,50 @@ def test_results_identical_across_chunk_sizes(monkeypatch, budget):
     got = evaluate_episodes(features, indices, 2, methods, batch_size=500, seed=4)
     for m in methods:
         np.testing.assert_allclose(got[m], episode_loop(features, indices, 2, m, seed=4), atol=1e-6, err_msg=m)
+
+
+def test_gather_episodes_is_the_plain_index_and_slice():
+    features = clustered()
+    indices = torch.randint(0, len(features), (4, 3, 7))
+    support, query = episodic.gather_episodes(features, indices, 2)
+    assert support.shape == (4, 3, 2, 10) and query.shape == (4, 15, 10)
+    torch.testing.assert_close(support, features[indices][:, :, :2], rtol=0, atol=0)
+    torch.testing.assert_close(query, features[indices][:, :, 2:].reshape(4, 15, 10), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("budget", [1, 10**9])
+def test_predictions_are_the_per_episode_loops(monkeypatch, budget):
+    """predict_episodes' per-query classes, chunked by the budget, against one-episode-at-a-time oracles."""
+    from oracles import predict_episode
+
+    features = clustered(per_class=10)
+    g = torch.Generator().manual_seed(3)
+    indices = torch.stack([torch.stack([c * 10 + torch.randperm(10, generator=g)[:5]
+                                        for c in torch.randperm(6, generator=g)[:4]]) for _ in range(9)])
+    monkeypatch.setattr(episodic, "CPU_BUDGET", budget)
+    methods = ["protonet", "protonet-cosine", "baseline"]
+    got = episodic.predict_episodes(features, indices, 1, methods, seed=2)
+    seeds = episodic.episode_seeds(2, range(len(indices)))
+    for m in methods:
+        want = torch.stack([predict_episode(m, features[ep[:, :1]], features[ep[:, 1:]].reshape(-1, 10), seeds[e])
+                            for e, ep in enumerate(indices)])
+        assert torch.equal(got[m], want), m
+    accuracy = episodic.evaluate_episodes(features, indices, 1, methods, seed=2)
+    labels = torch.arange(4).repeat_interleave(4)
+    for m in methods:
+        np.testing.assert_allclose(accuracy[m], (got[m] == labels).double().mean(1).numpy() * 100)
+
+
+def test_reused_buffers_give_the_same_rows_as_fresh_gathers():
+    features = clustered()
+    buffers: dict = {}
+    for e in (5, 2, 7, 1):  # growing and shrinking chunks reuse and regrow the buffers
+        indices = torch.randint(0, len(features), (e, 3, 4))
+        want = episodic.gather_episodes(features, indices, 1)
+        got = episodic.gather_episodes(features, indices, 1, buffers)
+        for w, g in zip(want, got):
+            assert torch.equal(w, g)
+    grad = features.clone().requires_grad_()
+    support, _ = episodic.gather_episodes(grad, indices, 1, buffers)
+    support.sum().backward()  # out= would refuse autograd: gradients flow through the plain gather
+    assert grad.grad is not None

@@ -23,12 +23,7 @@ from fewshot_cam.analysis.attribution import attribute_images, classifier_scorer
 from fewshot_cam.analysis.conditions import CONDITIONS
 from fewshot_cam.analysis.fills import DEFAULT_FILL, model_mean
 from fewshot_cam.errors import UserError
-from fewshot_cam.fewshot.episodic import (
-    METHODS,
-    SEEDED,
-    check_methods,
-    episode_seeds,
-)
+from fewshot_cam.fewshot.episodic import check_methods, method_scores
 from fewshot_cam.models.classifier import FewShotClassifier
 from fewshot_cam.models.features import extract_features, model_device
 from fewshot_cam.progress import progress as progress_bar
@@ -96,8 +91,7 @@ def predictions(slots: torch.Tensor, shots: int, methods: list[str], first: int,
     predicted episode class of each query, class-major}. The methods and seeds are ``evaluate_episodes``'."""
     E, N, KQ, D = slots.shape
     support, query = slots[:, :, :shots], slots[:, :, shots:].reshape(E, N * (KQ - shots), D)
-    seeds = episode_seeds(seed, range(first, first + E)) if SEEDED.intersection(methods) else None
-    return {m: METHODS.get(m)(support, query, seeds).argmax(-1) for m in methods}
+    return {m: scores.argmax(-1) for m, scores in method_scores(support, query, methods, first, seed).items()}
 
 
 def _episode_scores(feats: torch.Tensor, where: torch.Tensor, original: torch.Tensor, indices: torch.Tensor,

@@ -14,6 +14,9 @@ from fewshot_cam.fewshot.episodic import (
     episode_seeds,
     evaluate_chunk,
     evaluate_episodes,
+    gather_episodes,
+    method_scores,
+    predict_episodes,
 )
 from fewshot_cam.fewshot.finetune import baseline, baseline_pp
 from fewshot_cam.fewshot.logreg import logreg, logreg_weights
@@ -22,6 +25,7 @@ from fewshot_cam.fewshot.protonet import METRICS, protonet, protonet_cosine, pro
 
 __all__ = [
     "DEFAULT_METHODS", "METHODS", "METRICS", "baseline", "baseline_pp", "check_methods", "episode_accuracy",
-    "episode_seeds", "evaluate_chunk", "evaluate_episodes", "logreg", "logreg_weights", "protonet",
-    "protonet_cosine", "protonet_logits", "prototypes", "NORMALIZATIONS", "normalize_features",
+    "episode_seeds", "evaluate_chunk", "evaluate_episodes", "gather_episodes", "logreg", "logreg_weights",
+    "method_scores", "predict_episodes", "protonet", "protonet_cosine", "protonet_logits", "prototypes",
+    "NORMALIZATIONS", "normalize_features",
 ]

@@ -62,20 +62,58 @@ def episode_accuracy(scores: torch.Tensor, queries: int) -> torch.Tensor:
     return (scores.argmax(-1) == labels).sum(-1).double() * 100.0 / M
 
 
+def gather_episodes(
+    features: torch.Tensor, indices: torch.Tensor, shots: int, buffers: dict[str, torch.Tensor] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The support (E, N, K, D) and class-major query (E, N*Q, D) features of episodes ``indices``
+    (E, N, K+Q) into ``features`` (N_images, D), each gathered by one row ``index_select`` straight into
+    its layout. (Gathering (E, N, K+Q, D) first and slicing it made the query a second copy and held twice
+    the memory: ProtoNet was then only 1.2-1.3x a per-episode loop; BENCHMARKS.md.)
+
+    ``buffers`` (a dict the caller keeps across chunks) makes the gathers write into the same memory each
+    time: a fresh allocation of a few MB is a fresh mapping on the CPU, and its page faults cost 10% of
+    ProtoNet's time at 20 ways. The views returned are then valid only until the next call.
+    """
+    E, N, KQ = indices.shape
+    idx = indices.to(features.device)
+    support = _take(features, idx[:, :, :shots], "support", buffers).view(E, N, shots, -1)
+    query = _take(features, idx[:, :, shots:], "query", buffers).view(E, N * (KQ - shots), -1)
+    return support, query
+
+
+def _take(features: torch.Tensor, idx: torch.Tensor, name: str, buffers: dict[str, torch.Tensor] | None):
+    flat = idx.reshape(-1)
+    if buffers is None or features.requires_grad:
+        return features.index_select(0, flat)
+    buf = buffers.get(name)
+    if buf is None or len(buf) < len(flat) or buf.dtype != features.dtype or buf.device != features.device:
+        buf = buffers[name] = features.new_empty(len(flat), features.shape[1])
+    return torch.index_select(features, 0, flat, out=buf[: len(flat)])
+
+
+def method_scores(
+    support: torch.Tensor, query: torch.Tensor, methods: Sequence[str], first: int, seed: int
+) -> dict[str, torch.Tensor]:
+    """{method: scores (E, M, N)} of a chunk of episodes numbered ``first`` .. ``first + E - 1`` (their
+    numbers seed the fitted methods). support: (E, N, K, D), query: (E, M, D)."""
+    E = support.shape[0]
+    seeds = episode_seeds(seed, range(first, first + E)) if SEEDED.intersection(methods) else None
+    return {m: METHODS.get(m)(support, query, seeds) for m in methods}
+
+
 def evaluate_chunk(
-    features: torch.Tensor, indices: torch.Tensor, first: int, shots: int, methods: list[str], seed: int
+    features: torch.Tensor, indices: torch.Tensor, first: int, shots: int, methods: list[str], seed: int,
+    buffers: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
     """One chunk of episodes at once: {method: (E,) accuracy in percent}.
 
     features: (N_images, D); indices: (E, N, K+Q) into ``features``, the episodes numbered ``first`` ..
-    ``first + E - 1`` of the whole set (their numbers seed the fitted methods).
+    ``first + E - 1`` of the whole set (their numbers seed the fitted methods). ``buffers``: see
+    :func:`gather_episodes`.
     """
-    E, N, KQ = indices.shape
-    episode = features[indices.to(features.device)]  # (E, N, K+Q, D)
-    support = episode[:, :, :shots]  # (E, N, K, D)
-    query = episode[:, :, shots:].reshape(E, N * (KQ - shots), -1)  # (E, N*Q, D), class-major
-    seeds = episode_seeds(seed, range(first, first + E)) if SEEDED.intersection(methods) else None
-    return {m: episode_accuracy(METHODS.get(m)(support, query, seeds), KQ - shots) for m in methods}
+    support, query = gather_episodes(features, indices, shots, buffers)
+    queries = indices.shape[2] - shots
+    return {m: episode_accuracy(s, queries) for m, s in method_scores(support, query, methods, first, seed).items()}
 
 
 CPU_BUDGET = 8 * 2**20
@@ -97,7 +135,7 @@ def memory_budget(device: torch.device) -> int:
 def episode_bytes(n_way: int, per_class: int, shots: int, dim: int, methods: Sequence[str]) -> int:
     """Peak working memory of one episode, bytes: its gathered features (float32) and the largest method's
     own tensors (logistic regression's float64 Newton system; the fine-tuned classifiers' weights and states)."""
-    need = 4 * n_way * per_class * dim
+    need = 4 * n_way * per_class * dim + 4 * n_way * n_way * (per_class - shots)  # gathered rows, scores
     support = n_way * shots
     if "logreg" in methods:
         p = min(support, dim) + 1
@@ -148,10 +186,31 @@ def evaluate_episodes(
     _check(features, indices, shots, batch_size)
     out: dict[str, list[torch.Tensor]] = {m: [] for m in methods}
     size = chunk_size(features, indices, shots, methods, batch_size)
-    starts = range(0, len(indices), size)
+    starts, buffers = range(0, len(indices), size), {}
     for start in progress_bar(starts, desc="episodes", enabled=progress, unit="chunk"):
-        chunk = evaluate_chunk(features, indices[start : start + size], start, shots, methods, seed)
+        chunk = evaluate_chunk(features, indices[start : start + size], start, shots, methods, seed, buffers)
         for m, acc in chunk.items():
             out[m].append(acc)
     return {m: torch.cat(accs).cpu().numpy() for m, accs in out.items()}
 
+
+
+def predict_episodes(
+    features: torch.Tensor,
+    indices: torch.Tensor,
+    shots: int,
+    methods: Sequence[str] = DEFAULT_METHODS,
+    batch_size: int = 500,
+    seed: int = 0,
+) -> dict[str, torch.Tensor]:
+    """{method: (E, N*Q) long} the predicted episode class of every query (class-major, on the features'
+    device), by the same chunks, maths and seeds as :func:`evaluate_episodes`."""
+    methods = check_methods(methods)
+    _check(features, indices, shots, batch_size)
+    out: dict[str, list[torch.Tensor]] = {m: [] for m in methods}
+    size, buffers = chunk_size(features, indices, shots, methods, batch_size), {}
+    for start in range(0, len(indices), size):
+        support, query = gather_episodes(features, indices[start : start + size], shots, buffers)
+        for m, scores in method_scores(support, query, methods, start, seed).items():
+            out[m].append(scores.argmax(-1))
+    return {m: torch.cat(p) for m, p in out.items()}

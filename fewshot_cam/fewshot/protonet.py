@@ -31,7 +31,8 @@ def protonet_logits(
 ) -> torch.Tensor:
     """query: (E, M, D), protos: (E, N, D) -> logits (E, M, N).
 
-    "euclidean": -||q - c||^2 = 2 q.c - |c|^2 - |q|^2 (one bmm; clamped so distances are >= 0);
+    "euclidean": -||q - c||^2 = 2 q.c - |c|^2 - |q|^2 (one bmm; norms by reductions that make no (E, M, D)
+    temporary; clamped so distances are >= 0);
     "cosine": ``scale`` * cos(q, c).
     """
     METRICS.get(metric)
@@ -40,9 +41,11 @@ def protonet_logits(
         q = F.normalize(query, dim=-1)
         c = F.normalize(protos, dim=-1)
         return scale * torch.bmm(q, c.transpose(1, 2))  # (E, M, N)
-    dots = torch.bmm(query, protos.transpose(1, 2))  # (E, M, N)
-    q2 = query.square().sum(-1, keepdim=True)  # (E, M, 1)
-    c2 = protos.square().sum(-1).unsqueeze(1)  # (E, 1, N)
+    # (E, N, D) x (E, D, M) then viewed (E, M, N): MKL runs this order 1.3x faster than query @ protos^T
+    # at 20 ways (N small against M; BENCHMARKS.md)
+    dots = torch.bmm(protos, query.transpose(1, 2)).transpose(1, 2)  # (E, M, N)
+    q2 = torch.linalg.vector_norm(query, dim=-1).square().unsqueeze(-1)  # (E, M, 1)
+    c2 = torch.linalg.vector_norm(protos, dim=-1).square().unsqueeze(1)  # (E, 1, N)
     return -(q2 + c2 - 2 * dots).clamp_min(0)
 
 
