@@ -4,7 +4,7 @@ features, episodes and images; each line: our time, the peer's, the ratio, and t
 whose results differ. Medians of interleaved repeats. Needs the ``peers`` extra (easyfsl, torchcam) and
 the ``test`` extra (scikit-learn, grad-cam); learn2learn via scripts/setup.sh. Not part of the tests.
 
-    OMP_NUM_THREADS=2 python scripts/bench_peers.py [--quick] [--device cpu|cuda] [--only fewshot,cam,memory]
+    OMP_NUM_THREADS=2 python scripts/bench_peers.py [--quick] [--device cpu|cuda] [--only fewshot,solvers,cam,memory]
 """
 
 from __future__ import annotations
@@ -95,6 +95,10 @@ def sklearn_logreg(s, q, _, tol=1e-4, solver="lbfgs"):
 
 def bench_fewshot(settings, episodes, repeats, methods=("protonet", "logreg", "baseline", "baseline++"),
                   device=torch.device("cpu")):
+    feats, idx = features_and_episodes(5, 1, 2)  # first calls (thread pools, autograd) are not timed
+    for method in methods:
+        ours(method, feats, idx, 1)
+    chen_finetune(feats[idx[0, :, :1]], feats[idx[0, :, 1:]].reshape(-1, feats.shape[1]), 0, False)
     print("| evaluator, ways-shots | ours us/episode | peer | peer us/episode | ratio | episodes differing |")
     print("|---|---|---|---|---|---|")
     for ways, shots in settings:
@@ -122,6 +126,34 @@ def bench_fewshot(settings, episodes, repeats, methods=("protonet", "logreg", "b
                                     seeds)
                 print(f"|  logreg {ways}w{shots}s vs sklearn newton-cg tol 1e-10 | | | | | "
                       f"{int((out['ours'] != tight).any(-1).sum())} |")
+
+
+def bench_solvers(settings, episodes):
+    """Our logistic-regression solvers against each other, through the real chunked path: ms per episode and
+    episodes whose predictions differ from the factorised Hessian's (that solver is skipped above 4,000
+    unknowns, where one factorisation per step costs seconds)."""
+    lr = sys.modules["fewshot_cam.fewshot.logreg"]  # the module (the package's ``logreg`` is the function)
+
+    print("\n| logreg solver, ways-shots | cholesky ms/episode | cg | pcg | episodes differing (cg, pcg) |\n"
+          "|---|---|---|---|---|")
+    for ways, shots in settings:
+        feats, idx = features_and_episodes(ways, shots, episodes)
+        solvers = ["cholesky", "cg", "pcg"] if ways * (ways * shots + 1) <= 4000 else ["cg", "pcg"]
+        fns = {}
+        for solver in solvers:
+            def run(solver=solver):
+                lr.AUTO = solver
+                try:
+                    return ours("logreg", feats, idx, shots)
+                finally:
+                    lr.AUTO = "pcg"
+            fns[solver] = run
+        times, out = timed(fns, 2)
+        ms = {k: f"{times[k] / episodes * 1e3:.2f}" for k in solvers}
+        ref = out[solvers[0]]
+        differ = ", ".join(str(int((out[k] != ref).any(-1).sum())) for k in ("cg", "pcg"))
+        print(f"| {ways}w{shots}s ({episodes} ep) | {ms.get('cholesky', '-')} | {ms['cg']} | {ms['pcg']} | {differ} |",
+              flush=True)
 
 
 def bench_cam(repeats, device):
@@ -203,7 +235,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer episodes and repeats")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--only", default="fewshot,cam,memory")
+    parser.add_argument("--only", default="fewshot,solvers,cam,memory")
     parser.add_argument("--methods", default="protonet,logreg,baseline,baseline++")
     parser.add_argument("--settings", default="5x1,5x5,5x10,5x20,20x1,20x5,20x10,20x20",
                         help="ways x shots, comma-separated")
@@ -215,6 +247,8 @@ def main() -> None:
     if "fewshot" in parts:
         bench_fewshot(settings[:2] if args.quick else settings, 100 if args.quick else args.episodes, 3,
                       args.methods.split(","), torch.device(args.device))
+    if "solvers" in parts:
+        bench_solvers(settings[:2] if args.quick else settings, 20 if args.quick else max(20, args.episodes // 10))
     if "cam" in parts:
         bench_cam(3 if args.quick else 5, torch.device(args.device))
     if "memory" in parts:

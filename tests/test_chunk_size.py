@@ -9,28 +9,41 @@ import torch
 from oracles import episode_loop
 
 from fewshot_cam.fewshot import episodic
-from fewshot_cam.fewshot.episodic import chunk_size, episode_bytes, evaluate_episodes
+from fewshot_cam.fewshot.episodic import chunk_size, episode_bytes, evaluate_episodes, hot_bytes
 
 
 @pytest.mark.parametrize("ways,per_class,shots,dim", [(5, 16, 1, 640), (5, 20, 5, 640), (20, 35, 20, 64),
                                                       (20, 25, 10, 2048)])
-@pytest.mark.parametrize("methods", [["protonet"], ["logreg"], ["protonet", "baseline", "logreg"]])
+@pytest.mark.parametrize("methods", [["protonet"], ["logreg"], ["baseline"], ["protonet", "baseline", "logreg"]])
 def test_chunk_never_exceeds_budget_or_batch_size(ways, per_class, shots, dim, methods):
     features = torch.zeros(10, dim)
     indices = torch.zeros(1000, ways, per_class, dtype=torch.long)
-    per_episode = episode_bytes(ways, per_class, shots, dim, methods)
-    assert per_episode >= 4 * ways * per_class * dim  # at least the gathered features
-    for budget in (1, per_episode, 7 * per_episode + 3, 10**12):
+    total = episode_bytes(ways, per_class, shots, dim, methods)
+    hot = hot_bytes(ways, per_class, shots, dim, methods)
+    assert total >= 4 * ways * per_class * dim  # at least the gathered features
+    assert hot <= total
+    for budget in (1, hot, total, 7 * total + 3, 10**12):
         for batch_size in (1, 37, 500):
-            size = chunk_size(features, indices, shots, methods, batch_size, budget)
+            size = chunk_size(features, indices, shots, methods, batch_size, (budget, 4 * budget))
             assert 1 <= size <= batch_size
-            assert size == 1 or size * per_episode <= budget
+            assert size == 1 or (size * hot <= budget and size * total <= 4 * budget)
 
 
-def test_logreg_budget_grows_with_the_newton_system():
-    small = episode_bytes(5, 20, 1, 640, ["logreg"])
-    large = episode_bytes(5, 20, 20, 640, ["logreg"])
+def test_fine_tuning_chunks_are_bounded_by_their_weights_not_the_gathered_rows():
+    """Fine-tuning rereads only its weights each step: its cache-sized chunk is far larger than ProtoNet's."""
+    features, indices = torch.zeros(10, 640), torch.zeros(1000, 20, 25, dtype=torch.long)
+    budget = (8 * 2**20, 2**30)
+    assert chunk_size(features, indices, 10, ["baseline"], 500, budget) >= 5 * chunk_size(
+        features, indices, 10, ["protonet"], 500, budget)
+
+
+def test_logreg_budget_grows_with_the_support_not_the_feature_dimension():
+    """The Newton loop works in the span of the support (r = min(S, D)): its memory grows with S, not D."""
+    small = hot_bytes(5, 21, 1, 640, ["logreg"])
+    large = hot_bytes(5, 21, 20, 640, ["logreg"])
     assert large > 10 * small
+    assert hot_bytes(5, 21, 20, 4096, ["logreg"]) == large
+    assert episode_bytes(5, 21, 20, 4096, ["logreg"]) > episode_bytes(5, 21, 20, 640, ["logreg"])
 
 
 def clustered(classes=6, per_class=12, dim=10, seed=0):
@@ -46,6 +59,7 @@ def test_results_identical_across_chunk_sizes(monkeypatch, budget):
     indices = torch.stack([torch.stack([c * 12 + torch.randperm(12, generator=g)[:6]
                                         for c in torch.randperm(6, generator=g)[:3]]) for _ in range(7)])
     monkeypatch.setattr(episodic, "CPU_BUDGET", budget)
+    monkeypatch.setattr(episodic, "CPU_MEMORY_BUDGET", budget)
     methods = ["protonet", "protonet-cosine", "logreg", "baseline"]
     got = evaluate_episodes(features, indices, 2, methods, batch_size=500, seed=4)
     for m in methods:
@@ -71,6 +85,7 @@ def test_predictions_are_the_per_episode_loops(monkeypatch, budget):
     indices = torch.stack([torch.stack([c * 10 + torch.randperm(10, generator=g)[:5]
                                         for c in torch.randperm(6, generator=g)[:4]]) for _ in range(9)])
     monkeypatch.setattr(episodic, "CPU_BUDGET", budget)
+    monkeypatch.setattr(episodic, "CPU_MEMORY_BUDGET", budget)
     methods = ["protonet", "protonet-cosine", "baseline"]
     got = episodic.predict_episodes(features, indices, 1, methods, seed=2)
     seeds = episodic.episode_seeds(2, range(len(indices)))

@@ -21,7 +21,7 @@ def episodes(ways: int, shots: int, dim: int, n: int = 3, seed: int = 0):
     return support, query
 
 
-@pytest.mark.parametrize("solver", ["cholesky", "cg"])
+@pytest.mark.parametrize("solver", ["cholesky", "cg", "pcg", "auto"])
 @pytest.mark.parametrize("ways,shots,dim", [(5, 1, 24), (5, 5, 24), (5, 10, 16), (5, 20, 16),
                                             (20, 1, 40), (20, 5, 16), (20, 10, 8), (20, 20, 8)])
 def test_solver_matches_sklearn(ways, shots, dim, solver):
@@ -40,11 +40,53 @@ def test_solver_matches_sklearn(ways, shots, dim, solver):
         np.testing.assert_array_equal(scores[e].argmax(-1).numpy(), ref.predict(q))
 
 
-def test_both_solvers_predict_alike_when_support_is_smaller_than_dim():
+@pytest.mark.parametrize("solver", ["cg", "pcg"])
+def test_solvers_predict_alike_when_support_is_smaller_than_dim(solver):
     support, query = episodes(5, 5, 64, n=6, seed=1)  # S = 25 < D = 64: the span reduction is exact
-    a, b = logreg(support, query, solver="cholesky"), logreg(support, query, solver="cg")
+    a, b = logreg(support, query, solver="cholesky"), logreg(support, query, solver=solver)
     torch.testing.assert_close(a, b, atol=1e-8, rtol=0)
     assert torch.equal(a.argmax(-1), b.argmax(-1))
+
+
+def dense_problem(E=3, S=7, p=5, N=4, c=1.0, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(E, S, p - 1, generator=g, dtype=torch.float64)
+    xt = torch.cat([x, torch.ones(E, S, 1, dtype=torch.float64)], -1)
+    probs = torch.randn(E, S, N, generator=g, dtype=torch.float64).mul(2).softmax(-1)
+    penalty = torch.ones(p, dtype=torch.float64)
+    penalty[-1] = 0.0
+    return xt, probs, penalty, c
+
+
+def bound_matrix(xt, penalty, c, N):
+    """Boehning's bound written out (E, pN, pN), index a*N + n: D (x) I + e_p e_p^T (x) 11^T + c/2 G (x) J."""
+    E, S, p = xt.shape
+    gram = xt.transpose(1, 2) @ xt
+    J = torch.eye(N, dtype=xt.dtype) - 1.0 / N
+    ep = torch.zeros(p, p, dtype=xt.dtype)
+    ep[-1, -1] = 1.0
+    ones = torch.ones(N, N, dtype=xt.dtype)
+    return torch.stack([torch.kron(torch.diag(penalty), torch.eye(N, dtype=xt.dtype)) + torch.kron(ep, ones)
+                        + 0.5 * c * torch.kron(gram[e], J) for e in range(E)])
+
+
+def test_bound_solve_inverts_the_written_out_bound():
+    xt, probs, penalty, c = dense_problem()
+    E, S, p = xt.shape
+    N = probs.shape[-1]
+    r = torch.randn(E, p, N, dtype=torch.float64)
+    got = logreg_newton.bound_solve(r, logreg_newton.bound_factor(xt, penalty, c), penalty)
+    want = torch.linalg.solve(bound_matrix(xt, penalty, c, N), r.reshape(E, -1, 1)).view(E, p, N)
+    torch.testing.assert_close(got, want, atol=1e-10, rtol=1e-10)
+
+
+def test_bound_is_above_the_hessian():
+    """Boehning (1992): diag(p) - p p^T <= (I - 11^T / N) / 2, so M - H is positive semi-definite."""
+    for seed in range(4):
+        xt, probs, penalty, c = dense_problem(seed=seed, c=3.0)
+        hess = logreg_newton.hessian(probs, xt, penalty, c)
+        gap = bound_matrix(xt, penalty, c, probs.shape[-1]) - hess
+        assert torch.linalg.eigvalsh(gap).min() > -1e-10
 
 
 def test_newton_stops_after_a_handful_of_steps(monkeypatch):

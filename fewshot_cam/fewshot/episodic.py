@@ -16,7 +16,7 @@ import torch
 
 from fewshot_cam.errors import UserError
 from fewshot_cam.fewshot.finetune import baseline, baseline_pp
-from fewshot_cam.fewshot.logreg import CHOLESKY_MAX_UNKNOWNS, logreg
+from fewshot_cam.fewshot.logreg import logreg
 from fewshot_cam.fewshot.protonet import protonet, protonet_cosine
 from fewshot_cam.progress import progress as progress_bar
 from fewshot_cam.registry import Registry
@@ -117,43 +117,94 @@ def evaluate_chunk(
 
 
 CPU_BUDGET = 8 * 2**20
-"""Bytes of working memory per chunk on a CPU: about a last-level cache, so a chunk's gathered features stay
-in cache between the gather and the maths (a 500-episode chunk was 2x slower than a per-episode loop for
-ProtoNet, memory-bound; BENCHMARKS.md)."""
+"""Bytes a chunk's inner loop may revisit on a CPU (:func:`hot_bytes`): about a last-level cache, so what the
+maths rereads stays in cache (a 500-episode ProtoNet chunk was 2x slower than a per-episode loop,
+memory-bound; BENCHMARKS.md)."""
+
+CPU_MEMORY_BUDGET = 2**30
+"""Bytes a chunk may hold in all on a CPU (:func:`episode_bytes`): the bound for the fine-tuned classifiers,
+whose inner loop rereads only their weights, so that their chunks can be large."""
 
 GPU_FRACTION = 0.25
-"""Fraction of the accelerator's free memory a chunk may use."""
+"""Fraction of the accelerator's free memory a chunk may use (both budgets)."""
 
 
-def memory_budget(device: torch.device) -> int:
-    """Bytes one chunk of episodes may use on ``device`` (the features' device, never chosen here)."""
+def memory_budget(device: torch.device) -> tuple[int, int]:
+    """(hot, total) bytes one chunk of episodes may use on ``device`` (the features' device, never chosen
+    here): what its inner loop revisits, and all it holds."""
     if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0] * GPU_FRACTION)
-    return CPU_BUDGET
+        free = int(torch.cuda.mem_get_info(device)[0] * GPU_FRACTION)
+        return free, free
+    return CPU_BUDGET, CPU_MEMORY_BUDGET
+
+
+def _gathered_bytes(n_way: int, per_class: int, shots: int, dim: int) -> int:
+    """One episode's gathered rows and scores (float32), bytes."""
+    return 4 * n_way * per_class * dim + 4 * n_way * n_way * (per_class - shots)
+
+
+def _newton_bytes(n_way: int, shots: int, dim: int) -> int:
+    """The tensors logistic regression's Newton loop (its default solver, "pcg") rereads for one episode
+    (float64), bytes: Xt (S, p), the bound's factor (p, p) and the CG vectors
+    (:mod:`fewshot_cam.fewshot.logreg_newton`)."""
+    support = n_way * shots
+    p = min(support, dim) + 1
+    return 8 * (support * p + p * p + 6 * support * n_way + 12 * p * n_way)
+
+
+def _finetune_bytes(n_way: int, dim: int) -> int:
+    """The fine-tuned classifiers' weights, gradients and momentum buffers and one mini-batch of 4, bytes."""
+    return 4 * (3 * n_way * (dim + 1) + 4 * (dim + n_way))
 
 
 def episode_bytes(n_way: int, per_class: int, shots: int, dim: int, methods: Sequence[str]) -> int:
-    """Peak working memory of one episode, bytes: its gathered features (float32) and the largest method's
-    own tensors (logistic regression's float64 Newton system; the fine-tuned classifiers' weights and states)."""
-    need = 4 * n_way * per_class * dim + 4 * n_way * n_way * (per_class - shots)  # gathered rows, scores
-    support = n_way * shots
+    """All the memory one episode holds, bytes: its gathered rows and scores, and the largest method's own
+    tensors (logistic regression's float64 unit features, span basis and Newton loop; the fine-tuning's
+    float32 support and optimiser state)."""
+    support, own = n_way * shots, [0]
     if "logreg" in methods:
-        p = min(support, dim) + 1
-        unknowns = p * n_way
-        system = 2 * unknowns**2 if unknowns <= CHOLESKY_MAX_UNKNOWNS else 8 * unknowns
-        need += 8 * (system + 4 * support * unknowns + support * dim + p * dim)
+        own.append(8 * (support * dim + (min(support, dim) + 1) * dim) + _newton_bytes(n_way, shots, dim))
     if SEEDED.intersection(methods):
-        need += 4 * 6 * n_way * dim + 4 * support * dim
-    return need
+        own.append(4 * support * dim + 2 * _finetune_bytes(n_way, dim))
+    return _gathered_bytes(n_way, per_class, shots, dim) + max(own)
+
+
+def hot_bytes(n_way: int, per_class: int, shots: int, dim: int, methods: Sequence[str]) -> int:
+    """The memory of one episode that a method's inner loop rereads, bytes (the largest over ``methods``):
+    ProtoNet's gathered rows (written, then read by the product); logistic regression's Newton loop (its
+    unit features and span basis are read once); the fine-tuned classifiers' weights and optimiser state,
+    since each of their 100 x S/4 steps reads only 4 support rows (at 20-way 10-shot, chunks of 25, 64 and
+    256 episodes took 116, 64 and 107 ms an episode)."""
+    hot = [0]
+    if {"protonet", "protonet-cosine"}.intersection(methods):
+        hot.append(_gathered_bytes(n_way, per_class, shots, dim))
+    if "logreg" in methods:
+        hot.append(_newton_bytes(n_way, shots, dim))
+    if SEEDED.intersection(methods):
+        hot.append(_finetune_bytes(n_way, dim))
+    return max(hot)
 
 
 def chunk_size(features: torch.Tensor, indices: torch.Tensor, shots: int, methods: Sequence[str],
-               batch_size: int, budget: int | None = None) -> int:
-    """Episodes per chunk: as many as ``budget`` bytes (default :func:`memory_budget` of the features'
-    device) hold, at least 1, at most ``batch_size``. Results do not depend on it (per-episode maths)."""
-    budget = memory_budget(features.device) if budget is None else budget
+               batch_size: int, budget: tuple[int, int] | None = None) -> int:
+    """Episodes per chunk: as many as the (hot, total) ``budget`` bytes (default :func:`memory_budget` of the
+    features' device) hold by :func:`hot_bytes` and :func:`episode_bytes`, at least 1, at most
+    ``batch_size``. Results do not depend on it (per-episode maths)."""
+    hot, total = memory_budget(features.device) if budget is None else budget
     E, N, KQ = indices.shape
-    return max(1, min(batch_size, budget // episode_bytes(N, KQ, shots, features.shape[1], methods)))
+    shape = (N, KQ, shots, features.shape[1], methods)
+    return max(1, min(batch_size, hot // hot_bytes(*shape), total // episode_bytes(*shape)))
+
+
+def chunks(features: torch.Tensor, indices: torch.Tensor, shots: int, methods: Sequence[str],
+           batch_size: int) -> list[tuple[str, int, int]]:
+    """(method, first, stop) for every chunk: each method runs in chunks of its own size
+    (:func:`chunk_size`), since ProtoNet wants cache-sized chunks and fine-tuning as large as memory allows."""
+    out = []
+    for m in methods:
+        size = chunk_size(features, indices, shots, [m], batch_size)
+        out += [(m, start, min(start + size, len(indices))) for start in range(0, len(indices), size)]
+    return out
 
 
 def _check(features: torch.Tensor, indices: torch.Tensor, shots: int, batch_size: int) -> None:
@@ -176,7 +227,8 @@ def evaluate_episodes(
     progress: bool = False,
 ) -> dict[str, np.ndarray]:
     """Per-episode accuracy (percent, (E,) float64) of every method, episodes batched at most ``batch_size``
-    at a time (fewer when :func:`chunk_size`'s memory budget for the features' device says so).
+    at a time (fewer when :func:`chunk_size`'s memory budgets for the features' device say so), each method
+    in chunks of its own size.
 
     features: (N_images, D) on any device; indices: (E, N, K+Q) LongTensor into ``features`` (the first
     ``shots`` of the last dim are support, the rest queries; class n is episode label n). ``seed`` seeds the
@@ -185,14 +237,11 @@ def evaluate_episodes(
     methods = check_methods(methods)
     _check(features, indices, shots, batch_size)
     out: dict[str, list[torch.Tensor]] = {m: [] for m in methods}
-    size = chunk_size(features, indices, shots, methods, batch_size)
-    starts, buffers = range(0, len(indices), size), {}
-    for start in progress_bar(starts, desc="episodes", enabled=progress, unit="chunk"):
-        chunk = evaluate_chunk(features, indices[start : start + size], start, shots, methods, seed, buffers)
-        for m, acc in chunk.items():
-            out[m].append(acc)
+    buffers: dict[str, torch.Tensor] = {}
+    parts = chunks(features, indices, shots, methods, batch_size)
+    for m, start, stop in progress_bar(parts, desc="episodes", enabled=progress, unit="chunk"):
+        out[m] += evaluate_chunk(features, indices[start:stop], start, shots, [m], seed, buffers).values()
     return {m: torch.cat(accs).cpu().numpy() for m, accs in out.items()}
-
 
 
 def predict_episodes(
@@ -208,9 +257,8 @@ def predict_episodes(
     methods = check_methods(methods)
     _check(features, indices, shots, batch_size)
     out: dict[str, list[torch.Tensor]] = {m: [] for m in methods}
-    size, buffers = chunk_size(features, indices, shots, methods, batch_size), {}
-    for start in range(0, len(indices), size):
-        support, query = gather_episodes(features, indices[start : start + size], shots, buffers)
-        for m, scores in method_scores(support, query, methods, start, seed).items():
-            out[m].append(scores.argmax(-1))
+    buffers: dict[str, torch.Tensor] = {}
+    for m, start, stop in chunks(features, indices, shots, methods, batch_size):
+        support, query = gather_episodes(features, indices[start:stop], shots, buffers)
+        out[m].append(method_scores(support, query, [m], start, seed)[m].argmax(-1))
     return {m: torch.cat(p) for m, p in out.items()}

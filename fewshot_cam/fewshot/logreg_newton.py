@@ -6,6 +6,10 @@ theta = [B; b] (p = r + 1 rows, N columns) and xt_i = [x_i; 1]. Two ways to get 
 - ``"cholesky"``: the full (pN, pN) Hessian, factorised: cost S p^2 N + (pN)^3 / 3 per step.
 - ``"cg"``: conjugate gradients on Hessian-vector products, Hv = c Xt^T (P * Z - P (P . Z)) + penalty V
   with Z = Xt V, Jacobi-preconditioned: cost about 4 S p N per product, no (pN)^2 storage.
+- ``"pcg"``: the same CG preconditioned by Boehning's bound M >= H (Boehning, "Multinomial logistic
+  regression algorithm", Ann. Inst. Stat. Math. 1992), which depends on the features only: its inverse is one
+  (p, p) Cholesky factor per fit (:func:`bound_solve`), and it captures the features' correlations, which
+  Jacobi cannot (2-4x fewer CG iterations on these problems).
 
 Stopping rule (both): an episode is done when its gradient max-norm is below ``rtol * max(1, |f|)``;
 at most ``max_iter`` Newton steps. The step length comes from Armijo backtracking, except when the predicted
@@ -81,13 +85,41 @@ def cholesky_direction(grad, hess):
         return torch.cholesky_solve(grad.flatten(1).unsqueeze(-1), factor).view_as(grad)
 
 
-def cg_direction(grad, probs, xt, penalty, c, forcing, max_cg: int):
-    """Solve H d = grad per episode by preconditioned CG until ||r|| <= forcing * ||grad|| (E,)."""
-    jac = c * torch.einsum("esa,esn->ean", xt.square(), probs * (1 - probs)) + penalty[:, None]  # (E, p, N)
-    jac[:, -1] += 1.0
+def bound_factor(xt, penalty, c):
+    """Cholesky factor (E, p, p) of D + (c / 2) Xt^T Xt, D = diag(penalty): the part of Boehning's bound on the
+    Hessian (:func:`bound_solve`) that is not diagonal. Computed once per fit: the bound does not depend on theta."""
+    gram = torch.bmm(xt.transpose(1, 2), xt)  # (E, p, p)
+    gram.mul_(0.5 * c).diagonal(dim1=1, dim2=2).add_(penalty)
+    with one_thread_on_cpu(gram):
+        return torch.linalg.cholesky(gram)
+
+
+def bound_solve(r, factor, penalty):
+    """M^-1 r for Boehning's bound M >= H (Boehning 1992: diag(p) - p p^T <= (I - 11^T / N) / 2), r (E, p, N).
+
+    M V = D V + e_p e_p^T V 11^T + (c / 2) G V J with J = I - 11^T / N, G = Xt^T Xt. The column-mean part
+    V 11^T / N and the rest V J are invariant: on V J, M = D + (c / 2) G (the factor); on the mean part,
+    M = D + N e_p e_p^T (diagonal, N on the intercepts). So M^-1 is one p x p triangular pair, not a pN system.
+    """
+    N = r.shape[-1]
+    mean = r.mean(-1, keepdim=True)  # (E, p, 1): r 11^T / N is mean broadcast
+    scale = penalty.clone()
+    scale[-1] += N
+    return torch.cholesky_solve(r - mean, factor) + mean / scale[:, None]
+
+
+def cg_direction(grad, probs, xt, penalty, c, forcing, max_cg: int, factor=None):
+    """Solve H d = grad per episode by preconditioned CG until ||r|| <= forcing * ||grad|| (E,); the
+    preconditioner is Boehning's bound (``factor`` from :func:`bound_factor`) when given, else Jacobi."""
+    if factor is None:
+        jac = c * torch.einsum("esa,esn->ean", xt.square(), probs * (1 - probs)) + penalty[:, None]  # (E, p, N)
+        jac[:, -1] += 1.0
+        precondition = lambda v: v / jac  # noqa: E731
+    else:
+        precondition = lambda v: bound_solve(v, factor, penalty)  # noqa: E731
     d = torch.zeros_like(grad)
     r = grad.clone()
-    zr = r / jac
+    zr = precondition(r)
     s = zr.clone()
     rz = (r * zr).sum((1, 2))  # (E,)
     target = (forcing * grad.flatten(1).norm(dim=-1)).square()  # (E,)
@@ -99,7 +131,7 @@ def cg_direction(grad, probs, xt, penalty, c, forcing, max_cg: int):
         alpha = torch.where(active, rz / (s * hs).sum((1, 2)).clamp_min(1e-300), 0.0)[:, None, None]
         d += alpha * s
         r -= alpha * hs
-        zr = r / jac
+        zr = precondition(r)
         rz_new = (r * zr).sum((1, 2))
         s = zr + (rz_new / rz.clamp_min(1e-300))[:, None, None] * s
         rz = rz_new
@@ -111,6 +143,7 @@ def newton(xt, y_onehot, penalty, c, solver: str, max_iter: int, rtol: float):
     E, S, p = xt.shape
     theta = xt.new_zeros(E, p, y_onehot.shape[1])
     f, probs = objective(theta, xt, y_onehot, penalty, c)
+    factor = bound_factor(xt, penalty, c) if solver == "pcg" else None
     for _ in range(max_iter):
         grad = gradient(theta, probs, xt, y_onehot, penalty, c)
         gnorm = grad.flatten(1).abs().amax(-1)  # (E,)
@@ -120,7 +153,7 @@ def newton(xt, y_onehot, penalty, c, solver: str, max_iter: int, rtol: float):
             step = cholesky_direction(grad, hessian(probs, xt, penalty, c))
         else:
             forcing = grad.flatten(1).norm(dim=-1).sqrt().clamp(1e-6, 0.5)  # superlinear inexact Newton
-            step = cg_direction(grad, probs, xt, penalty, c, forcing, max_cg=4 * p * y_onehot.shape[1])
+            step = cg_direction(grad, probs, xt, penalty, c, forcing, max_cg=4 * p * y_onehot.shape[1], factor=factor)
         theta, f, probs = line_search(theta, step, f, grad, xt, y_onehot, penalty, c)
     return theta
 
