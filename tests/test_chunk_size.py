@@ -112,3 +112,13 @@ def test_reused_buffers_give_the_same_rows_as_fresh_gathers():
     support, _ = episodic.gather_episodes(grad, indices, 1, buffers)
     support.sum().backward()  # out= would refuse autograd: gradients flow through the plain gather
     assert grad.grad is not None
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_support_means_are_the_class_means_of_the_gathered_support(dtype):
+    features = clustered().to(dtype)
+    indices = torch.randint(0, len(features), (4, 3, 7))
+    support, query = episodic.gather_episodes(features, indices, 5)
+    means, query2 = episodic.gather_episodes(features, indices, 5, support_means=True)
+    assert means.shape == (4, 3, 1, 10) and torch.equal(query, query2)
+    torch.testing.assert_close(means.float(), support.float().mean(2, keepdim=True), atol=1e-6, rtol=1e-6)

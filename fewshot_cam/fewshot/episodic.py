@@ -13,6 +13,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from fewshot_cam.errors import UserError
 from fewshot_cam.fewshot.finetune import baseline, baseline_pp
@@ -37,6 +38,10 @@ DEFAULT_METHODS = ("protonet", "baseline", "baseline++", "logreg")
 
 SEEDED = frozenset({"baseline", "baseline++", "cosine-finetune"})
 """Methods that draw random numbers (from per-episode seeds); the others ignore ``seeds``."""
+
+FROM_MEANS = frozenset({"protonet", "protonet-cosine"})
+"""Methods that read the support only through its class means: run alone, they get the means (E, N, 1, D),
+summed by row index without gathering the support (:func:`gather_episodes`)."""
 
 
 def check_methods(methods: Sequence[str] | str) -> list[str]:
@@ -63,12 +68,17 @@ def episode_accuracy(scores: torch.Tensor, queries: int) -> torch.Tensor:
 
 
 def gather_episodes(
-    features: torch.Tensor, indices: torch.Tensor, shots: int, buffers: dict[str, torch.Tensor] | None = None
+    features: torch.Tensor, indices: torch.Tensor, shots: int, buffers: dict[str, torch.Tensor] | None = None,
+    support_means: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The support (E, N, K, D) and class-major query (E, N*Q, D) features of episodes ``indices``
     (E, N, K+Q) into ``features`` (N_images, D), each gathered by one row ``index_select`` straight into
     its layout. (Gathering (E, N, K+Q, D) first and slicing it made the query a second copy and held twice
     the memory: ProtoNet was then only 1.2-1.3x a per-episode loop; BENCHMARKS.md.)
+
+    ``support_means``: the support is its class means instead, (E, N, 1, D), by ``embedding_bag`` (the rows
+    summed by index, never gathered: at 20-way 20-shot 12 against 43 us an episode); float32/64 only,
+    other dtypes are gathered and averaged in float32.
 
     ``buffers`` (a dict the caller keeps across chunks) makes the gathers write into the same memory each
     time: a fresh allocation of a few MB is a fresh mapping on the CPU, and its page faults cost 10% of
@@ -76,7 +86,13 @@ def gather_episodes(
     """
     E, N, KQ = indices.shape
     idx = indices.to(features.device)
-    support = _take(features, idx[:, :, :shots], "support", buffers).view(E, N, shots, -1)
+    if support_means and features.dtype in (torch.float32, torch.float64):
+        support = F.embedding_bag(idx[:, :, :shots].reshape(E * N, shots), features, mode="mean").view(E, N, 1, -1)
+    elif support_means:
+        support = _take(features, idx[:, :, :shots], "support", buffers).view(E, N, shots, -1)
+        support = support.float().mean(2, keepdim=True)
+    else:
+        support = _take(features, idx[:, :, :shots], "support", buffers).view(E, N, shots, -1)
     query = _take(features, idx[:, :, shots:], "query", buffers).view(E, N * (KQ - shots), -1)
     return support, query
 
@@ -111,7 +127,7 @@ def evaluate_chunk(
     ``first + E - 1`` of the whole set (their numbers seed the fitted methods). ``buffers``: see
     :func:`gather_episodes`.
     """
-    support, query = gather_episodes(features, indices, shots, buffers)
+    support, query = gather_episodes(features, indices, shots, buffers, support_means=set(methods) <= FROM_MEANS)
     queries = indices.shape[2] - shots
     return {m: episode_accuracy(s, queries) for m, s in method_scores(support, query, methods, first, seed).items()}
 
@@ -171,13 +187,13 @@ def episode_bytes(n_way: int, per_class: int, shots: int, dim: int, methods: Seq
 
 def hot_bytes(n_way: int, per_class: int, shots: int, dim: int, methods: Sequence[str]) -> int:
     """The memory of one episode that a method's inner loop rereads, bytes (the largest over ``methods``):
-    ProtoNet's gathered rows (written, then read by the product); logistic regression's Newton loop (its
-    unit features and span basis are read once); the fine-tuned classifiers' weights and optimiser state,
-    since each of their 100 x S/4 steps reads only 4 support rows (at 20-way 10-shot, chunks of 25, 64 and
-    256 episodes took 116, 64 and 107 ms an episode)."""
+    ProtoNet's class means and gathered queries (written, then read by the product); logistic regression's
+    Newton loop (its unit features and span basis are read once); the fine-tuned classifiers' weights and
+    optimiser state, since each of their 100 x S/4 steps reads only 4 support rows (at 20-way 10-shot,
+    chunks of 25, 64 and 256 episodes took 116, 64 and 107 ms an episode)."""
     hot = [0]
-    if {"protonet", "protonet-cosine"}.intersection(methods):
-        hot.append(_gathered_bytes(n_way, per_class, shots, dim))
+    if FROM_MEANS.intersection(methods):  # the class means and the gathered queries
+        hot.append(_gathered_bytes(n_way, per_class - shots + 1, 1, dim))
     if "logreg" in methods:
         hot.append(_newton_bytes(n_way, shots, dim))
     if SEEDED.intersection(methods):
@@ -259,6 +275,6 @@ def predict_episodes(
     out: dict[str, list[torch.Tensor]] = {m: [] for m in methods}
     buffers: dict[str, torch.Tensor] = {}
     for m, start, stop in chunks(features, indices, shots, methods, batch_size):
-        support, query = gather_episodes(features, indices[start:stop], shots, buffers)
+        support, query = gather_episodes(features, indices[start:stop], shots, buffers, support_means=m in FROM_MEANS)
         out[m].append(method_scores(support, query, [m], start, seed)[m].argmax(-1))
     return {m: torch.cat(p) for m, p in out.items()}
