@@ -17,6 +17,7 @@ from fewshot_cam.fewshot.episodic import (
     gather_episodes,
     method_scores,
     predict_episodes,
+    score_episodes,
 )
 from fewshot_cam.fewshot.finetune import baseline, baseline_pp
 from fewshot_cam.fewshot.logreg import logreg, logreg_weights
@@ -27,5 +28,5 @@ __all__ = [
     "DEFAULT_METHODS", "METHODS", "METRICS", "baseline", "baseline_pp", "check_methods", "episode_accuracy",
     "episode_seeds", "evaluate_chunk", "evaluate_episodes", "gather_episodes", "logreg", "logreg_weights",
     "method_scores", "predict_episodes", "protonet", "protonet_cosine", "protonet_logits", "prototypes",
-    "NORMALIZATIONS", "normalize_features",
+    "score_episodes", "NORMALIZATIONS", "normalize_features",
 ]

@@ -9,7 +9,7 @@ each method scores the queries of a whole chunk at once. The few-shot methods ar
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -233,6 +233,26 @@ def _check(features: torch.Tensor, indices: torch.Tensor, shots: int, batch_size
         raise UserError(f"shots={shots} leaves no query in episodes of {indices.shape[2]} images per class")
 
 
+def score_episodes(
+    features: torch.Tensor,
+    indices: torch.Tensor,
+    shots: int,
+    methods: Sequence[str] = DEFAULT_METHODS,
+    batch_size: int = 500,
+    seed: int = 0,
+    progress: bool = False,
+) -> Iterator[tuple[str, torch.Tensor]]:
+    """(method, scores (e, N*Q, N)) for each chunk of :func:`chunks`, in episode order within a method.
+    The views it gathers are reused: each chunk's scores are new tensors, its inputs are not kept."""
+    methods = check_methods(methods)
+    _check(features, indices, shots, batch_size)
+    buffers: dict[str, torch.Tensor] = {}
+    parts = chunks(features, indices, shots, methods, batch_size)
+    for m, start, stop in progress_bar(parts, desc="episodes", enabled=progress, unit="chunk"):
+        support, query = gather_episodes(features, indices[start:stop], shots, buffers, support_means=m in FROM_MEANS)
+        yield m, method_scores(support, query, [m], start, seed)[m]
+
+
 def evaluate_episodes(
     features: torch.Tensor,
     indices: torch.Tensor,
@@ -250,13 +270,9 @@ def evaluate_episodes(
     ``shots`` of the last dim are support, the rest queries; class n is episode label n). ``seed`` seeds the
     fitted methods, per episode index, so the result does not depend on ``batch_size``.
     """
-    methods = check_methods(methods)
-    _check(features, indices, shots, batch_size)
-    out: dict[str, list[torch.Tensor]] = {m: [] for m in methods}
-    buffers: dict[str, torch.Tensor] = {}
-    parts = chunks(features, indices, shots, methods, batch_size)
-    for m, start, stop in progress_bar(parts, desc="episodes", enabled=progress, unit="chunk"):
-        out[m] += evaluate_chunk(features, indices[start:stop], start, shots, [m], seed, buffers).values()
+    out: dict[str, list[torch.Tensor]] = {m: [] for m in check_methods(methods)}
+    for m, scores in score_episodes(features, indices, shots, methods, batch_size, seed, progress):
+        out[m].append(episode_accuracy(scores, indices.shape[2] - shots))
     return {m: torch.cat(accs).cpu().numpy() for m, accs in out.items()}
 
 
@@ -270,11 +286,7 @@ def predict_episodes(
 ) -> dict[str, torch.Tensor]:
     """{method: (E, N*Q) long} the predicted episode class of every query (class-major, on the features'
     device), by the same chunks, maths and seeds as :func:`evaluate_episodes`."""
-    methods = check_methods(methods)
-    _check(features, indices, shots, batch_size)
-    out: dict[str, list[torch.Tensor]] = {m: [] for m in methods}
-    buffers: dict[str, torch.Tensor] = {}
-    for m, start, stop in chunks(features, indices, shots, methods, batch_size):
-        support, query = gather_episodes(features, indices[start:stop], shots, buffers, support_means=m in FROM_MEANS)
-        out[m].append(method_scores(support, query, [m], start, seed)[m].argmax(-1))
+    out: dict[str, list[torch.Tensor]] = {m: [] for m in check_methods(methods)}
+    for m, scores in score_episodes(features, indices, shots, methods, batch_size, seed):
+        out[m].append(scores.argmax(-1))
     return {m: torch.cat(p) for m, p in out.items()}
