@@ -28,6 +28,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from oracles import chen_finetune  # noqa: E402  (Chen's per-episode recipe, as tests/oracles.py writes it)
 
+from fewshot_cam.bench.evaluation import plain_protonet_loop  # noqa: E402
 from fewshot_cam.fewshot.episodic import episode_seeds, predict_episodes  # noqa: E402
 
 
@@ -69,10 +70,6 @@ def per_episode(fn, feats, idx, shots, seeds):
     return torch.stack(out).cpu()
 
 
-def loop_protonet(s, q, _):
-    return torch.cdist(q, s.mean(1)).argmin(1)
-
-
 def easyfsl_protonet():
     from easyfsl.methods import PrototypicalNetworks
 
@@ -111,7 +108,7 @@ def bench_fewshot(settings, episodes, repeats, methods=("protonet", "logreg", "b
             if method == "protonet":  # the fitted peers (sklearn, Chen's loop) run on the CPU
                 feats, idx = feats.to(device), idx.to(device)
             seeds = episode_seeds(0, range(n))
-            peers = {"loop": lambda: per_episode(loop_protonet, feats, idx, shots, seeds),
+            peers = {"loop": lambda: plain_protonet_loop(feats, idx, shots).cpu(),
                      "easyfsl": lambda: per_episode(easyfsl_protonet(), feats, idx, shots, seeds)}
             if method == "logreg":
                 peers = {"sklearn lbfgs": lambda: per_episode(sklearn_logreg, feats, idx, shots, seeds)}

@@ -18,7 +18,7 @@ from fewshot_cam.data.split import Split
 from fewshot_cam.data.synthetic import SynthConfig, generate_split
 from fewshot_cam.data.transforms import to_float
 from fewshot_cam.evaluation.results import read_result
-from fewshot_cam.fewshot.episodic import evaluate_episodes
+from fewshot_cam.fewshot.episodic import evaluate_episodes, predict_episodes
 from fewshot_cam.io import atomic_write, read_json, write_json
 from fewshot_cam.losses.camloss import LossConfig
 from fewshot_cam.models.checkpoint import load_model
@@ -53,6 +53,7 @@ __all__ = [
     "generate_split",
     "to_float",
     "evaluate_episodes",
+    "predict_episodes",
     "read_result",
     "atomic_write",
     "read_json",
