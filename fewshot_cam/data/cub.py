@@ -31,6 +31,7 @@ from pathlib import Path, PurePath
 import numpy as np
 from PIL import Image
 
+from fewshot_cam.data.checks import read_text
 from fewshot_cam.data.cub_splits import RULE, closerlook_classes, match_images, split_entries
 from fewshot_cam.data.decode import Source, canonical_order, decode_split, parallel_fill, resize
 from fewshot_cam.data.options import ReadOptions
@@ -75,7 +76,7 @@ def read_table(path: Path, width: int) -> dict[int, list[str]]:
     if not path.is_file():
         raise UserError("CUB file not found", path)
     table = {}
-    for n, line in enumerate(path.read_text().splitlines(), start=1):
+    for n, line in enumerate(read_text(path).splitlines(), start=1):
         fields = line.split(None, width)
         if not fields:
             continue

@@ -19,10 +19,12 @@ whichever way the split was chosen.
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path, PurePath
 from typing import Sequence
 
 from fewshot_cam.data import closerlook
+from fewshot_cam.data.checks import read_text
 from fewshot_cam.errors import UserError
 
 CSV_FILES = {"train": "train.csv", "val": "val.csv", "test": "test.csv"}
@@ -37,8 +39,7 @@ def closerlook_classes(class_folders: Sequence[str], split: str) -> list[str]:
 
 def read_split_csv(path: Path) -> list[tuple[str, str]]:
     """(filename, label) per row of a ``filename,label`` csv."""
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
+    rows = list(csv.reader(io.StringIO(read_text(path), newline="")))
     header = [h.strip() for h in (rows[0] if rows else [])]
     if header[:2] != ["filename", "label"]:
         raise UserError(f"expected header 'filename,label', got {','.join(header)!r}", path)

@@ -18,6 +18,7 @@ installed, else any file declaring a DOCTYPE or ENTITY is rejected before parsin
 from __future__ import annotations
 
 import csv
+import io
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fewshot_cam.data.checks import read_text
 from fewshot_cam.errors import UserError
 
 WNID = re.compile(r"n\d{8}")
@@ -126,14 +128,13 @@ class LocBoxes:
     def __init__(self, path: Path, wnids: set[str] | None = None) -> None:
         self.path = path
         self.table: dict[str, Annotation] = {}
-        with open(path, newline="") as f:
-            reader = csv.reader(f)
-            header = [h.strip() for h in next(reader, [])]
-            if header[:2] != ["ImageId", "PredictionString"]:
-                raise UserError(f"expected header 'ImageId,PredictionString', got {','.join(header)!r}", path)
-            for line, row in enumerate(reader, start=2):
-                if row and (wnids is None or row[0].split("_")[0] in wnids):
-                    self.table[row[0].strip()] = self._row(row, line)
+        reader = csv.reader(io.StringIO(read_text(path), newline=""))
+        header = [h.strip() for h in next(reader, [])]
+        if header[:2] != ["ImageId", "PredictionString"]:
+            raise UserError(f"expected header 'ImageId,PredictionString', got {','.join(header)!r}", path)
+        for line, row in enumerate(reader, start=2):
+            if row and (wnids is None or row[0].split("_")[0] in wnids):
+                self.table[row[0].strip()] = self._row(row, line)
 
     def _row(self, row: list[str], line: int) -> Annotation:
         tokens = row[1].split() if len(row) > 1 else []
@@ -161,10 +162,7 @@ def open_boxes(path: Path, wnids: set[str] | None = None) -> XmlBoxes | LocBoxes
 def read_synsets(path: Path) -> dict[str, str]:
     """``LOC_synset_mapping.txt`` (``wnid words``) or ``words.txt`` (``wnid<TAB>words``) -> wnid -> words."""
     table = {}
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as err:
-        raise UserError(f"cannot read the synset list ({err.strerror or err})", path) from None
+    lines = read_text(path).splitlines()
     for number, line in enumerate(lines, start=1):
         parts = line.strip().split(None, 1)
         if not parts:

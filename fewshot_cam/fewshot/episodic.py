@@ -88,11 +88,10 @@ def gather_episodes(
     idx = indices.to(features.device)
     if support_means and features.dtype in (torch.float32, torch.float64):
         support = F.embedding_bag(idx[:, :, :shots].reshape(E * N, shots), features, mode="mean").view(E, N, 1, -1)
-    elif support_means:
-        support = _take(features, idx[:, :, :shots], "support", buffers).view(E, N, shots, -1)
-        support = support.float().mean(2, keepdim=True)
     else:
         support = _take(features, idx[:, :, :shots], "support", buffers).view(E, N, shots, -1)
+        if support_means:
+            support = support.float().mean(2, keepdim=True)
     query = _take(features, idx[:, :, shots:], "query", buffers).view(E, N * (KQ - shots), -1)
     return support, query
 
@@ -192,8 +191,10 @@ def hot_bytes(n_way: int, per_class: int, shots: int, dim: int, methods: Sequenc
     optimiser state, since each of their 100 x S/4 steps reads only 4 support rows (at 20-way 10-shot,
     chunks of 25, 64 and 256 episodes took 116, 64 and 107 ms an episode)."""
     hot = [0]
-    if FROM_MEANS.intersection(methods):  # the class means and the gathered queries
+    if set(methods) <= FROM_MEANS:  # alone, they get the class means and the gathered queries
         hot.append(_gathered_bytes(n_way, per_class - shots + 1, 1, dim))
+    elif FROM_MEANS.intersection(methods):  # with others, the whole support is gathered (evaluate_chunk)
+        hot.append(_gathered_bytes(n_way, per_class, shots, dim))
     if "logreg" in methods:
         hot.append(_newton_bytes(n_way, shots, dim))
     if SEEDED.intersection(methods):

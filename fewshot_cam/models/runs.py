@@ -23,7 +23,11 @@ def completed_epochs(run_folder: str | Path) -> int:
     path = Path(run_folder) / "metrics.jsonl"
     if not path.is_file():
         return 0
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")  # a damaged file counts as no epoch
+    except OSError:
+        return 0
+    lines = [line for line in text.splitlines() if line.strip()]
     try:
         return int(json.loads(lines[-1])["epoch"]) if lines else 0
     except (ValueError, KeyError, TypeError):
